@@ -1,0 +1,108 @@
+"""Pure ASGI middleware: request ids, body-size limit, access log and request metrics.
+
+Written against ASGI directly (not BaseHTTPMiddleware) so streaming bodies are counted as they arrive
+and an oversize body is refused with 413 before it is buffered.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from typing import Any
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from .. import metrics
+from .context import request_id_var
+from .errors import error_response
+
+access_log = logging.getLogger("jinaserve.access")
+
+_OBSERVED_PATHS = {"/v1/embeddings", "/embeddings", "/v1/rerank", "/rerank", "/v1/multi-vector"}
+
+
+class _BodyTooLarge(Exception):
+    pass
+
+
+class RequestContextMiddleware:
+    def __init__(self, app: ASGIApp, *, max_body_bytes: int) -> None:
+        self.app = app
+        self.max_body_bytes = max_body_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
+        rid = headers.get("x-request-id") or uuid.uuid4().hex
+        rid = rid[:128]
+        token = request_id_var.set(rid)
+        state: dict[str, Any] = scope.setdefault("state", {})
+        state["request_id"] = rid
+        started = time.perf_counter()
+        status_holder = {"status": 500}
+        limit = self.max_body_bytes
+
+        if scope.get("method") == "POST" and scope.get("path") in _OBSERVED_PATHS:
+            ctype = headers.get("content-type", "")
+            if "json" not in ctype:
+                # Bodies are always JSON here; accept clients (curl -d) that label them otherwise.
+                scope["headers"] = [(k, v) for k, v in scope.get("headers", []) if k.lower() != b"content-type"]
+                scope["headers"].append((b"content-type", b"application/json"))
+        declared = headers.get("content-length")
+        try:
+            if declared is not None and declared.isdigit() and int(declared) > limit:
+                await self._send_too_large(scope, receive, send, rid, limit, status_holder)
+                return
+
+            received = 0
+
+            async def limited_receive() -> Message:
+                nonlocal received
+                message = await receive()
+                if message["type"] == "http.request":
+                    received += len(message.get("body", b""))
+                    if received > limit:
+                        raise _BodyTooLarge
+                return message
+
+            async def send_with_id(message: Message) -> None:
+                if message["type"] == "http.response.start":
+                    status_holder["status"] = message["status"]
+                    hdrs = list(message.get("headers", []))
+                    hdrs.append((b"x-request-id", rid.encode("latin-1")))
+                    message = {**message, "headers": hdrs}
+                await send(message)
+
+            try:
+                await self.app(scope, limited_receive, send_with_id)
+            except _BodyTooLarge:
+                await self._send_too_large(scope, receive, send, rid, limit, status_holder)
+        finally:
+            self._record(scope, state, status_holder["status"], time.perf_counter() - started)
+            request_id_var.reset(token)
+
+    async def _send_too_large(self, scope: Scope, receive: Receive, send: Send, rid: str, limit: int,
+                              status_holder: dict[str, int]) -> None:
+        status_holder["status"] = 413
+        response = error_response(413, f"Request body is larger than the limit of {limit} bytes",
+                                  headers={"x-request-id": rid, "connection": "close"})
+        await response(scope, receive, send)
+
+    def _record(self, scope: Scope, state: dict[str, Any], status: int, seconds: float) -> None:
+        path = scope.get("path", "")
+        model = state.get("model") or "-"
+        if path in _OBSERVED_PATHS:
+            metrics.REQUESTS.labels(path, model, str(status)).inc()
+            if status < 400:
+                metrics.REQUEST_LATENCY.labels(path, model).observe(seconds)
+        if path in {"/metrics", "/health", "/healthz", "/readyz", "/live", "/ready"} and status < 400:
+            return
+        access_log.info(
+            "%s %s %s", scope.get("method"), path, status,
+            extra={"request_id": state.get("request_id"), "model": model, "status": status,
+                   "inputs": state.get("inputs"), "tokens": state.get("tokens"),
+                   "latency_ms": round(seconds * 1000, 2), "method": scope.get("method"), "path": path},
+        )

@@ -1,0 +1,54 @@
+"""Response bodies in the hosted API's key order, serialised with orjson (numpy arrays natively)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import orjson
+from starlette.responses import Response
+
+from ..jobs import EmbedResult, RerankDocument, RerankResult
+from ..outputs import encode_vector
+
+_OPTS = orjson.OPT_SERIALIZE_NUMPY
+
+
+class JSONBytes(Response):
+    media_type = "application/json"
+
+
+def dumps(body: Any) -> bytes:
+    return orjson.dumps(body, option=_OPTS)
+
+
+def embeddings_body(model: str, result: EmbedResult, embedding_type: str) -> dict[str, Any]:
+    data: list[dict[str, Any]] = []
+    for i, v in enumerate(result.vectors):
+        if v.ndim == 2:
+            data.append({"object": "embeddings", "index": i,
+                         "embeddings": [encode_vector(row, embedding_type) for row in v]})
+        else:
+            data.append({"object": "embedding", "index": i, "embedding": encode_vector(v, embedding_type)})
+    return {"model": model, "object": "list",
+            "usage": {"total_tokens": result.total_tokens, "prompt_tokens": result.total_tokens},
+            "data": data}
+
+
+def rerank_body(model: str, docs: list[RerankDocument], result: RerankResult, *, top_n: int | None,
+                return_documents: bool, return_embeddings: bool) -> dict[str, Any]:
+    scores = np.asarray(result.scores, dtype=np.float64)
+    order = sorted(range(len(scores)), key=lambda i: (-scores[i], i))
+    if top_n is not None:
+        order = order[:top_n]
+    results = []
+    for i in order:
+        item: dict[str, Any] = {"index": i, "relevance_score": float(scores[i])}
+        if return_documents:
+            d = docs[i]
+            item["document"] = {"text": d.text} if d.text is not None else {"image": d.image}
+        if return_embeddings and result.embeddings is not None:
+            item["embedding"] = np.asarray(result.embeddings[i], dtype=np.float32)
+        results.append(item)
+    return {"model": model, "object": "list", "usage": {"total_tokens": result.total_tokens},
+            "results": results}

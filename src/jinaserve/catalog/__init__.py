@@ -1,0 +1,44 @@
+"""The single table of facts about every supported model.
+
+Rows live in one module per model line (`generic`, `jina_text`, `rerankers`, ...); this module joins
+them and answers look-ups by id or alias. Nothing else in the code base hard-codes a model name.
+"""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+
+from .spec import GGUFSpec, Kind, ModelSpec, Pooling, TaskSpec
+
+__all__ = ["CATALOG", "GGUFSpec", "Kind", "ModelSpec", "Pooling", "TaskSpec", "all_models", "lookup"]
+
+
+def _load_rows() -> dict[str, ModelSpec]:
+    rows: dict[str, ModelSpec] = {}
+    for info in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name):
+        if info.name == "spec":
+            continue
+        module = importlib.import_module(f"{__name__}.{info.name}")
+        for spec in getattr(module, "ROWS", []):
+            if spec.id in rows:
+                raise RuntimeError(f"duplicate catalog id {spec.id!r} in {info.name}")
+            rows[spec.id] = spec
+    return rows
+
+
+CATALOG: dict[str, ModelSpec] = _load_rows()
+_ALIASES: dict[str, str] = {}
+for _spec in CATALOG.values():
+    for _name in (_spec.id, *_spec.aliases, *([_spec.hf_repo] if _spec.hf_repo else [])):
+        _ALIASES.setdefault(_name.lower(), _spec.id)
+
+
+def lookup(name: str) -> ModelSpec | None:
+    """Find a row by catalog id, alias or Hugging Face repo id (case-insensitive)."""
+    key = _ALIASES.get(name.lower())
+    return CATALOG[key] if key else None
+
+
+def all_models() -> list[ModelSpec]:
+    return sorted(CATALOG.values(), key=lambda s: (s.kind, s.id))

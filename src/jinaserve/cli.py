@@ -1,0 +1,179 @@
+"""Command line: `jinaserve serve | models | pull | embed | rerank`."""
+
+from __future__ import annotations
+
+import sys
+from typing import Annotated
+
+import orjson
+import typer
+from rich.console import Console
+from rich.table import Table
+
+app = typer.Typer(add_completion=False, no_args_is_help=True,
+                  help="Serve Jina AI embedding and reranking models behind a Jina/OpenAI-compatible API.")
+console = Console(stderr=True)
+
+ModelsOpt = Annotated[str | None, typer.Option("--models", "-m", help="Comma-separated models: catalog ids, HF "
+                                               "repo ids, folders, or NAME=SOURCE.")]
+ConfigOpt = Annotated[str | None, typer.Option("--config", help="TOML config file.")]
+DeviceOpt = Annotated[str | None, typer.Option("--device", help="cpu | cuda | mps | auto")]
+DtypeOpt = Annotated[str | None, typer.Option("--dtype", help="auto | float32 | float16 | bfloat16")]
+OfflineOpt = Annotated[bool | None, typer.Option("--offline/--online", help="Never contact a model hub.")]
+
+
+def _settings(config: str | None = None, **overrides):
+    from .config import load_settings
+
+    try:
+        return load_settings(config, **overrides)
+    except Exception as exc:
+        console.print(f"[red]configuration error:[/red] {exc}")
+        raise typer.Exit(2) from exc
+
+
+def _csv(value: str | None) -> list[str] | None:
+    return [v.strip() for v in value.split(",") if v.strip()] if value else None
+
+
+@app.command()
+def serve(
+    models: ModelsOpt = None,
+    host: Annotated[str | None, typer.Option(help="Bind address (default 127.0.0.1).")] = None,
+    port: Annotated[int | None, typer.Option(help="Port (default 8080).")] = None,
+    device: DeviceOpt = None,
+    dtype: DtypeOpt = None,
+    api_key: Annotated[list[str] | None, typer.Option("--api-key", help="Accepted API key (repeatable).")] = None,
+    config: ConfigOpt = None,
+    runtime: Annotated[str | None, typer.Option(help="torch | llamacpp")] = None,
+    quant: Annotated[str | None, typer.Option(help="GGUF quantisation, e.g. Q8_0 (llamacpp runtime).")] = None,
+    threads: Annotated[int | None, typer.Option(help="CPU threads for inference.")] = None,
+    offline: OfflineOpt = None,
+    max_batch_tokens: Annotated[int | None, typer.Option(help="Padded tokens per forward pass.")] = None,
+    max_batch_size: Annotated[int | None, typer.Option(help="Items per forward pass.")] = None,
+    log_format: Annotated[str | None, typer.Option(help="console | json")] = None,
+) -> None:
+    """Start the HTTP server."""
+    from .server import serve as run_server
+
+    settings = _settings(config, models=_csv(models), host=host, port=port, device=device, dtype=dtype,
+                         api_keys=api_key or None, runtime=runtime, quant=quant, threads=threads,
+                         offline=offline, max_batch_tokens=max_batch_tokens, max_batch_size=max_batch_size,
+                         log_format=log_format)
+    run_server(settings)
+
+
+@app.command("models")
+def list_models(as_json: Annotated[bool, typer.Option("--json", help="JSON output.")] = False) -> None:
+    """List the model catalog: id, kind, tasks, dims, max tokens, size, licence, cached?"""
+    from .catalog import all_models
+    from .runtimes.hub import bundled_folder, is_cached
+
+    rows = []
+    for spec in all_models():
+        cached = bool(spec.hf_repo and is_cached(spec.hf_repo))
+        bundled = bool(spec.bundled_path and bundled_folder(spec.bundled_path))
+        rows.append({"id": spec.id, "kind": spec.kind, "tasks": spec.task_names, "default_task": spec.default_task,
+                     "dimensions": spec.dims, "max_tokens": spec.max_tokens, "params": spec.params,
+                     "licence": spec.licence, "hf_repo": spec.hf_repo, "cached": cached, "bundled": bundled})
+    if as_json:
+        sys.stdout.write(orjson.dumps(rows, option=orjson.OPT_INDENT_2).decode() + "\n")
+        return
+    table = Table(title="jinaserve model catalog")
+    for col in ("id", "kind", "tasks", "dims", "max tokens", "size", "licence", "cached"):
+        table.add_column(col)
+    for r in rows:
+        table.add_row(r["id"], r["kind"], ", ".join(r["tasks"]) or "-", str(r["dimensions"] or "-"),
+                      str(r["max_tokens"]), r["params"] or "-", r["licence"],
+                      "yes" if r["cached"] else ("bundled" if r["bundled"] else "no"))
+    Console().print(table)
+
+
+@app.command()
+def pull(model: Annotated[str, typer.Argument(help="Catalog id or Hugging Face repo id.")],
+         cache_dir: Annotated[str | None, typer.Option(help="Cache folder.")] = None,
+         quant: Annotated[str | None, typer.Option(help="Only this GGUF quantisation.")] = None) -> None:
+    """Download a model's files into the local cache (with a progress bar)."""
+    from .catalog import lookup
+    from .runtimes import hub
+
+    row = lookup(model)
+    repo = row.hf_repo if row and row.hf_repo else model
+    patterns = None
+    if quant and row and row.gguf:
+        repo = row.gguf.repo
+        fname = row.gguf.files.get(quant)
+        if fname is None:
+            console.print(f"[red]{model} has no {quant} file; known: {', '.join(row.gguf.files)}[/red]")
+            raise typer.Exit(2)
+        patterns = [fname, *row.gguf.extra_files]
+    try:
+        path = hub.fetch(repo, revision=row.revision if row else None, cache_dir=cache_dir,
+                         allow_patterns=patterns, progress=True)
+    except hub.WeightsUnavailableError as exc:
+        console.print(f"[red]pull failed:[/red] {exc}")
+        raise typer.Exit(1) from exc
+    console.print(f"[green]{repo}[/green] → {path}")
+
+
+def _inprocess_settings(device: str | None, offline: bool | None) -> dict:
+    return {"device": device or "auto", "offline": bool(offline)}
+
+
+@app.command()
+def embed(
+    texts: Annotated[list[str], typer.Argument(help="Texts to embed.")],
+    model: Annotated[str, typer.Option("--model", "-m")] = "jina-embeddings-v3",
+    task: Annotated[str | None, typer.Option(help="Task (model-specific).")] = None,
+    dimensions: Annotated[int | None, typer.Option(help="Matryoshka dimensions.")] = None,
+    device: DeviceOpt = None,
+    offline: OfflineOpt = None,
+) -> None:
+    """Embed texts in-process and print JSON ({model, data: [{index, embedding}]})."""
+    from .errors import JinaServeError
+    from .inprocess import Embedder
+    from .logs import setup_logging
+
+    setup_logging("console", "warning")
+    try:
+        emb = Embedder(model, **_inprocess_settings(device, offline))
+        vectors = emb.encode(texts, task=task, dimensions=dimensions)
+    except JinaServeError as exc:
+        console.print(f"[red]error:[/red] {exc.message}")
+        raise typer.Exit(1) from exc
+    body = {"model": emb.model_id, "data": [{"index": i, "embedding": v} for i, v in enumerate(vectors)]}
+    sys.stdout.write(orjson.dumps(body, option=orjson.OPT_SERIALIZE_NUMPY).decode() + "\n")
+    emb.close()
+
+
+@app.command()
+def rerank(
+    query: Annotated[str, typer.Argument(help="The query.")],
+    documents: Annotated[list[str], typer.Argument(help="Documents to rank.")],
+    model: Annotated[str, typer.Option("--model", "-m")] = "jina-reranker-v3",
+    top_n: Annotated[int | None, typer.Option(help="Keep the best N.")] = None,
+    device: DeviceOpt = None,
+    offline: OfflineOpt = None,
+) -> None:
+    """Rerank documents in-process and print JSON ({model, results: [{index, relevance_score, document}]})."""
+    from .errors import JinaServeError
+    from .inprocess import Reranker
+    from .logs import setup_logging
+
+    setup_logging("console", "warning")
+    try:
+        rr = Reranker(model, **_inprocess_settings(device, offline))
+        results = rr.rerank(query, documents, top_n=top_n)
+    except JinaServeError as exc:
+        console.print(f"[red]error:[/red] {exc.message}")
+        raise typer.Exit(1) from exc
+    sys.stdout.write(orjson.dumps({"model": rr.model_id, "results": results}).decode() + "\n")
+    rr.close()
+
+
+def main() -> None:  # pragma: no cover
+    app()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,115 @@
+"""Settings: the single place configuration comes from.
+
+Precedence: CLI flags > `JINASERVE_*` environment variables > TOML config file (`--config` or
+`JINASERVE_CONFIG`) > defaults. List settings accept comma-separated strings in the environment
+(`JINASERVE_MODELS=a,b`).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import Field, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    NoDecode,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+DEFAULT_MODELS = ["jina-embeddings-v3", "jina-reranker-v3"]
+OFFLINE_FALLBACK_MODEL = "all-MiniLM-L6-v2"
+
+
+def _split_csv(value: Any) -> Any:
+    if isinstance(value, str):
+        return [v.strip() for v in value.split(",") if v.strip()]
+    return value
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="JINASERVE_", extra="ignore", populate_by_name=True)
+
+    # --- what to serve --------------------------------------------------------------------
+    models: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Models to serve: catalog ids, Hugging Face repo ids, local folders, or NAME=SOURCE. "
+        "Empty = the defaults (jina-embeddings-v3, jina-reranker-v3), or the bundled all-MiniLM-L6-v2 "
+        "when the hub is unreachable and they are not cached.",
+    )
+    model_aliases: dict[str, str] = Field(
+        default_factory=dict,
+        description="Extra request names for served models, e.g. {'jina-reranker-v2-base-multilingual': "
+        "'my-reranker'} for clients that hard-code a model name.",
+    )
+    device: Literal["auto", "cpu", "cuda", "mps"] = "auto"
+    dtype: Literal["auto", "float32", "float16", "bfloat16"] = "auto"
+    runtime: Literal["torch", "llamacpp"] = "torch"
+    quant: str | None = Field(default=None, description="GGUF quantisation to load (llamacpp runtime).")
+    threads: int | None = Field(default=None, description="CPU threads for inference (default: all cores).")
+    offline: bool = Field(default=False, description="Never contact a model hub; use local/cached files.")
+    cache_dir: str | None = Field(default=None, description="Model cache folder (default: HF cache).")
+    trust_remote_code: bool = False
+
+    # --- server ---------------------------------------------------------------------------
+    host: str = "127.0.0.1"
+    port: int = 8080
+    api_keys: Annotated[list[str], NoDecode] = Field(default_factory=list, description="Accepted API keys.")
+    log_format: Literal["json", "console"] = "console"
+    log_level: str = "info"
+    cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    graceful_timeout_s: float = 30.0
+
+    # --- limits ---------------------------------------------------------------------------
+    max_body_bytes: int = 32 * 1024 * 1024
+    max_inputs_per_request: int = 2048
+    max_documents_per_request: int = 4096
+    max_input_chars: int = 1_000_000
+
+    # --- batching -------------------------------------------------------------------------
+    max_batch_tokens: int = 16384
+    max_batch_size: int = 128
+    max_queue_items: int = 8192
+
+    @field_validator("models", "api_keys", "cors_origins", mode="before")
+    @classmethod
+    def _csv(cls, value: Any) -> Any:
+        return _split_csv(value)
+
+    @field_validator("api_keys", mode="after")
+    @classmethod
+    def _strip_keys(cls, value: list[str]) -> list[str]:
+        return [k for k in value if k]
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        config_path = _CONFIG_FILE.get("path") or os.environ.get("JINASERVE_CONFIG")
+        if config_path:
+            path = Path(config_path)
+            if not path.is_file():
+                raise FileNotFoundError(f"config file not found: {path}")
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=path))
+        return tuple(sources)
+
+
+_CONFIG_FILE: dict[str, str | None] = {"path": None}
+
+
+def load_settings(config_file: str | Path | None = None, **overrides: Any) -> Settings:
+    """Build settings with CLI `overrides` (None values are dropped so lower layers show through)."""
+    _CONFIG_FILE["path"] = str(config_file) if config_file else None
+    try:
+        return Settings(**{k: v for k, v in overrides.items() if v is not None})
+    finally:
+        _CONFIG_FILE["path"] = None

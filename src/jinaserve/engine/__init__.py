@@ -1,0 +1,1 @@
+"""Scheduling: one batcher per loaded model, and the registry of loaded models."""

@@ -1,0 +1,206 @@
+"""Dynamic batching: items from concurrent requests share forward passes.
+
+Items are queued with a token count. A single worker thread repeatedly takes the oldest waiting item,
+gathers the waiting items of the same group whose lengths are closest to it (so padding stays small),
+stops when the padded batch would exceed `max_batch_tokens` or `max_batch_size`, and runs the batch.
+Results go back through `concurrent.futures.Future`s, so both asyncio handlers (via
+`asyncio.wrap_future`) and plain threads (the in-process API) can wait on them.
+
+The queue is bounded: `submit` raises `OverloadedError` (→ 429 + Retry-After) when it is full.
+A batch that raises is retried item by item, so one bad input fails only its own request.
+Cancelled futures (a client that went away) are dropped before they reach the model.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..errors import InferenceError, JinaServeError, OverloadedError, ShuttingDownError
+from ..models.base import WorkItem
+
+log = logging.getLogger("jinaserve.batcher")
+
+BatchObserver = Callable[[int, int, float], None]  # (batch size, padded tokens, seconds)
+
+
+@dataclass(order=True)
+class _Queued:
+    seq: int
+    item: WorkItem = field(compare=False)
+    future: Future = field(compare=False)
+    enqueued_at: float = field(compare=False, default=0.0)
+
+
+class Batcher:
+    def __init__(
+        self,
+        name: str,
+        run_batch: Callable[[list[Any]], list[Any]],
+        *,
+        max_batch_tokens: int = 16384,
+        max_batch_size: int = 256,
+        max_queue_items: int = 8192,
+        observer: BatchObserver | None = None,
+    ) -> None:
+        self.name = name
+        self._run_batch = run_batch
+        self.max_batch_tokens = max(1, max_batch_tokens)
+        self.max_batch_size = max(1, max_batch_size)
+        self.max_queue_items = max(1, max_queue_items)
+        self._observer = observer
+        self._pending: list[_Queued] = []
+        self._cond = threading.Condition()
+        self._seq = itertools.count()
+        self._stopping = False
+        self._thread: threading.Thread | None = None
+        self._busy_items = 0
+
+    # ------------------------------------------------------------------ lifecycle
+    def start(self) -> None:
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._worker, name=f"batcher-{self.name}", daemon=True)
+            self._thread.start()
+
+    def stop(self, drain: bool = True, timeout: float | None = 30.0) -> None:
+        """Stop the worker. With `drain`, items already queued are still run first."""
+        with self._cond:
+            self._stopping = True
+            if not drain:
+                for q in self._pending:
+                    q.future.set_exception(ShuttingDownError())
+                self._pending.clear()
+            self._cond.notify_all()
+        if self._thread is not None:
+            self._thread.join(timeout)
+            self._thread = None
+
+    @property
+    def queue_depth(self) -> int:
+        with self._cond:
+            return len(self._pending)
+
+    @property
+    def in_flight(self) -> int:
+        return self._busy_items
+
+    # ------------------------------------------------------------------ submission
+    def submit(self, items: list[WorkItem]) -> list[Future]:
+        futures: list[Future] = [Future() for _ in items]
+        if not items:
+            return futures
+        now = time.perf_counter()
+        with self._cond:
+            if self._stopping:
+                raise ShuttingDownError()
+            if len(self._pending) + len(items) > self.max_queue_items:
+                raise OverloadedError(
+                    f"Model {self.name!r} queue is full ({len(self._pending)} items waiting, limit "
+                    f"{self.max_queue_items}); retry later.",
+                    retry_after_s=1,
+                )
+            for item, fut in zip(items, futures, strict=True):
+                self._pending.append(_Queued(next(self._seq), item, fut, now))
+            self._cond.notify()
+        return futures
+
+    # ------------------------------------------------------------------ worker
+    def _worker(self) -> None:
+        while True:
+            with self._cond:
+                while not self._pending and not self._stopping:
+                    self._cond.wait()
+                if not self._pending and self._stopping:
+                    return
+                batch = self._take_batch()
+                self._busy_items = len(batch)
+            if batch:
+                self._execute(batch)
+            self._busy_items = 0
+
+    def _take_batch(self) -> list[_Queued]:
+        """Pick the batch around the oldest item (called with the lock held)."""
+        # Drop items whose waiter went away.
+        live = [q for q in self._pending if not q.future.cancelled()]
+        self._pending = live
+        if not live:
+            return []
+        oldest = live[0]
+        same_group = [q for q in live if q.item.group == oldest.item.group]
+        same_group.sort(key=lambda q: (q.item.n_tokens, q.seq))
+        pos = same_group.index(oldest)
+        lo, hi = pos, pos + 1  # chosen window is same_group[lo:hi]
+        longest = oldest.item.n_tokens
+        while hi - lo < self.max_batch_size:
+            options: list[tuple[int, str]] = []
+            if lo > 0:
+                options.append((max(longest, same_group[lo - 1].item.n_tokens) * (hi - lo + 1), "L"))
+            if hi < len(same_group):
+                options.append((max(longest, same_group[hi].item.n_tokens) * (hi - lo + 1), "R"))
+            feasible = [o for o in options if o[0] <= self.max_batch_tokens]
+            if not feasible:
+                break
+            _, side = min(feasible)
+            if side == "L":
+                lo -= 1
+                longest = max(longest, same_group[lo].item.n_tokens)
+            else:
+                longest = max(longest, same_group[hi].item.n_tokens)
+                hi += 1
+        chosen = same_group[lo:hi]
+        chosen_ids = {id(q) for q in chosen}
+        self._pending = [q for q in live if id(q) not in chosen_ids]
+        runnable = [q for q in chosen if q.future.set_running_or_notify_cancel()]
+        runnable.sort(key=lambda q: q.seq)
+        return runnable
+
+    def _execute(self, batch: list[_Queued]) -> None:
+        started = time.perf_counter()
+        payloads = [q.item.payload for q in batch]
+        try:
+            outputs = self._run_batch(payloads)
+            if len(outputs) != len(batch):
+                raise RuntimeError(f"family returned {len(outputs)} outputs for {len(batch)} items")
+        except Exception as exc:
+            if len(batch) > 1:
+                log.warning("batch of %d failed on %s (%s); retrying items one by one",
+                            len(batch), self.name, exc)
+                for q in batch:
+                    self._execute_single(q)
+                return
+            self._fail(batch[0], exc)
+            return
+        self._observe(len(batch), max(q.item.n_tokens for q in batch) * len(batch), started)
+        for q, out in zip(batch, outputs, strict=True):
+            q.future.set_result(out)
+
+    def _execute_single(self, q: _Queued) -> None:
+        started = time.perf_counter()
+        try:
+            out = self._run_batch([q.item.payload])[0]
+        except Exception as exc:
+            self._fail(q, exc)
+            return
+        self._observe(1, q.item.n_tokens, started)
+        q.future.set_result(out)
+
+    def _fail(self, q: _Queued, exc: Exception) -> None:
+        if isinstance(exc, JinaServeError):
+            q.future.set_exception(exc)
+            return
+        log.error("inference failed on %s: %r", self.name, exc, exc_info=exc)
+        q.future.set_exception(InferenceError(f"Inference failed for model {self.name!r}: "
+                                              f"{type(exc).__name__}"))
+
+    def _observe(self, size: int, tokens: int, started: float) -> None:
+        if self._observer is not None:
+            try:
+                self._observer(size, tokens, time.perf_counter() - started)
+            except Exception:
+                log.debug("batch observer failed", exc_info=True)

@@ -1,0 +1,157 @@
+"""The models a process serves: loading (with status for /readyz), look-up by request name, shutdown."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Literal
+
+from .. import metrics
+from ..catalog import lookup
+from ..config import DEFAULT_MODELS, OFFLINE_FALLBACK_MODEL, Settings
+from ..errors import ModelNotFoundError, ModelNotReadyError
+from ..models import family_class
+from ..models.loading import LoadOptions
+from ..models.resolve import ModelRef, locate, resolve
+from ..runtimes import hub
+from .service import ModelService
+
+log = logging.getLogger("jinaserve.registry")
+
+State = Literal["loading", "ready", "failed"]
+
+
+@dataclass
+class ModelStatus:
+    name: str
+    state: State = "loading"
+    error: str | None = None
+    kind: str | None = None
+    load_seconds: float | None = None
+    served_id: str | None = None
+    extra: dict = field(default_factory=dict)
+
+
+def load_options(settings: Settings) -> LoadOptions:
+    return LoadOptions(device=settings.device, dtype=settings.dtype, threads=settings.threads,
+                       runtime=settings.runtime, quant=settings.quant, offline=settings.offline,
+                       cache_dir=settings.cache_dir, trust_remote_code=settings.trust_remote_code)
+
+
+def load_service(arg: str, settings: Settings) -> ModelService:
+    """Resolve, fetch and load one model; returns its running service."""
+    opts = load_options(settings)
+    ref: ModelRef = resolve(arg)
+    ref, folder = locate(ref, opts)
+    cls = family_class(ref.spec.family)
+    family = cls.load(ref.spec, folder, opts)
+    return ModelService(ref.served_id, family, max_batch_tokens=settings.max_batch_tokens,
+                        max_batch_size=settings.max_batch_size, max_queue_items=settings.max_queue_items)
+
+
+def default_model_args(settings: Settings) -> list[str]:
+    """The models to serve when none were named: the Jina defaults, or the bundled fallback when the
+    hub cannot be reached and the defaults are not cached."""
+    if settings.models:
+        return list(settings.models)
+    rows = [lookup(m) for m in DEFAULT_MODELS]
+    cached = all(r is not None and r.hf_repo and hub.is_cached(r.hf_repo, settings.cache_dir) for r in rows)
+    if cached:
+        return list(DEFAULT_MODELS)
+    if not hub.offline_mode(settings.offline) and hub.hub_reachable():
+        return list(DEFAULT_MODELS)
+    log.warning("no model hub reachable and %s not cached: serving the bundled %s instead "
+                "(name models with --models to choose)", " + ".join(DEFAULT_MODELS), OFFLINE_FALLBACK_MODEL)
+    return [OFFLINE_FALLBACK_MODEL]
+
+
+class ModelRegistry:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._services: dict[str, ModelService] = {}
+        self._status: dict[str, ModelStatus] = {}
+        self._lock = threading.Lock()
+
+    # ------------------------------------------------------------------ loading
+    def mark_loading(self, args: list[str]) -> None:
+        with self._lock:
+            for arg in args:
+                self._status.setdefault(arg, ModelStatus(arg))
+
+    def load(self, args: list[str]) -> None:
+        """Load each model; a failure is recorded (and logged) without stopping the others."""
+        self.mark_loading(args)
+        for arg in args:
+            self._load_one(arg)
+
+    def _load_one(self, arg: str) -> None:
+        started = time.perf_counter()
+        try:
+            service = load_service(arg, self.settings)
+        except Exception as exc:
+            message = str(exc) or type(exc).__name__
+            log.error("model %s failed to load: %s", arg, message, exc_info=not isinstance(exc, ModelNotFoundError))
+            with self._lock:
+                self._status[arg] = ModelStatus(arg, "failed", message)
+            return
+        self.add(service, arg, time.perf_counter() - started)
+
+    def add(self, service: ModelService, arg: str | None = None, load_seconds: float | None = None) -> None:
+        with self._lock:
+            self._services[service.id] = service
+            key = arg or service.id
+            self._status[key] = ModelStatus(key, "ready", kind=service.kind, load_seconds=load_seconds,
+                                            served_id=service.id)
+        metrics.MODEL_READY.labels(service.id).set(1)
+        log.info("model %s ready (%s)%s", service.id, service.kind,
+                 f" in {load_seconds:.1f}s" if load_seconds is not None else "")
+
+    # ------------------------------------------------------------------ look-up
+    @property
+    def services(self) -> dict[str, ModelService]:
+        return dict(self._services)
+
+    def status(self) -> list[ModelStatus]:
+        with self._lock:
+            return list(self._status.values())
+
+    @property
+    def ready(self) -> bool:
+        st = self.status()
+        return bool(st) and all(s.state == "ready" for s in st)
+
+    def get(self, name: str | None, kind: str) -> ModelService:
+        """The service for a request's `model` field (None = the first served model of `kind`)."""
+        services = self._services
+        if name is None:
+            for s in services.values():
+                if s.kind == kind or (kind == "rerank" and s.kind == "embedding"):
+                    return s
+            raise ModelNotFoundError(f"No {kind} model is being served")
+        if name in services:
+            return services[name]
+        target = self.settings.model_aliases.get(name)
+        if target and target in services:
+            return services[target]
+        row = lookup(name)
+        if row is not None:
+            for s in services.values():
+                if (s.spec.hf_repo and row.hf_repo == s.spec.hf_repo) or s.id == row.id:
+                    return s
+        for st in self.status():
+            if st.name == name or (row is not None and st.name == row.id):
+                if st.state == "loading":
+                    raise ModelNotReadyError(f"Model {name!r} is still loading")
+                if st.state == "failed":
+                    raise ModelNotReadyError(f"Model {name!r} failed to load: {st.error}")
+        served = ", ".join(sorted(services)) or "none"
+        raise ModelNotFoundError(f"Model {name!r} is not served here. Served models: {served}")
+
+    # ------------------------------------------------------------------ shutdown
+    def close(self, drain: bool = True) -> None:
+        for s in list(self._services.values()):
+            s.close(drain=drain)
+            metrics.MODEL_READY.labels(s.id).set(0)
+        self._services.clear()

@@ -1,0 +1,122 @@
+"""Typed errors raised anywhere below the HTTP layer; `api/errors.py` maps them to responses.
+
+Each error carries the HTTP status, the hosted API's error code and a human message. Nothing here
+knows about HTTP frameworks.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass
+class FieldError:
+    field: str
+    message: str
+    type: str = "value_error"
+    input: Any = None
+
+
+class JinaServeError(Exception):
+    """Base class: a user-facing failure with a status, a code and a message."""
+
+    status: int = 500
+    code: str = "INTERNAL_ERROR"
+    error_type: str = "server_error"
+
+    def __init__(self, message: str, *, headers: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.headers = headers or {}
+
+
+class ModelNotFoundError(JinaServeError):
+    status = 400
+    code = "INPUT_MODEL_NOT_FOUND"
+    error_type = "invalid_request_error"
+
+
+class ModelNotReadyError(JinaServeError):
+    status = 503
+    code = "SERVICE_UNAVAILABLE"
+    error_type = "server_error"
+
+
+class ModelLoadError(JinaServeError):
+    """A named model could not be loaded (missing weights, unknown layout, no network)."""
+
+    status = 503
+    code = "MODEL_LOAD_FAILED"
+    error_type = "server_error"
+
+
+class InvalidInputError(JinaServeError):
+    status = 400
+    code = "INPUT_INVALID"
+    error_type = "invalid_request_error"
+
+
+class TokenLimitExceededError(InvalidInputError):
+    code = "INPUT_TOKEN_LIMIT_EXCEEDED"
+
+
+class PayloadTooLargeError(JinaServeError):
+    status = 413
+    code = "INPUT_TOO_LARGE"
+    error_type = "invalid_request_error"
+
+
+class ValidationFailedError(JinaServeError):
+    """422 with per-field errors, the hosted API's validation shape."""
+
+    status = 422
+    code = "INPUT_VALIDATION_FAILED"
+    error_type = "invalid_request_error"
+
+    def __init__(self, errors: list[FieldError]) -> None:
+        parts = "; ".join(f"{e.field}: {e.message}" for e in errors)
+        super().__init__(f"Validation errors in {len(errors)} field{'s' if len(errors) != 1 else ''}. "
+                         f"Field errors: {parts}")
+        self.errors = errors
+
+
+class AuthError(JinaServeError):
+    status = 401
+    code = "AUTH_INVALID_API_KEY"
+    error_type = "authentication_error"
+
+
+class OverloadedError(JinaServeError):
+    status = 429
+    code = "RATE_CONCURRENCY_LIMIT_EXCEEDED"
+    error_type = "rate_limit_error"
+
+    def __init__(self, message: str, retry_after_s: int = 1) -> None:
+        super().__init__(message, headers={"Retry-After": str(retry_after_s)})
+
+
+class ShuttingDownError(JinaServeError):
+    status = 503
+    code = "SERVICE_UNAVAILABLE"
+    error_type = "server_error"
+
+    def __init__(self, message: str = "Server is shutting down") -> None:
+        super().__init__(message, headers={"Retry-After": "1"})
+
+
+class InferenceError(JinaServeError):
+    status = 500
+    code = "INTERNAL_ERROR"
+    error_type = "server_error"
+
+
+@dataclass
+class ErrorBody:
+    """What a client sees; built by the API layer from a JinaServeError."""
+
+    detail: str
+    code: str
+    type: str
+    request_id: str | None = None
+    errors: list[FieldError] = field(default_factory=list)

@@ -1,0 +1,94 @@
+"""Turn what a user typed (`--models ...`) into a catalog row and a folder of weights.
+
+Accepted forms: a catalog id or alias (`jina-embeddings-v3`), a Hugging Face repo id
+(`BAAI/bge-small-en-v1.5`), a local folder, or `NAME=SOURCE` to serve SOURCE under NAME.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from ..catalog import ModelSpec, lookup
+from ..errors import ModelNotFoundError
+from ..runtimes import hub
+from .loading import LoadOptions
+
+log = logging.getLogger("jinaserve.resolve")
+
+
+@dataclass
+class ModelRef:
+    served_id: str
+    spec: ModelSpec
+    local_path: Path | None = None  # set when the user named a folder
+    repo: str | None = None  # hub repo to fetch when no folder was named
+
+
+def split_alias(arg: str) -> tuple[str | None, str]:
+    name, sep, target = arg.partition("=")
+    if sep and name and target:
+        return name.strip(), target.strip()
+    return None, arg.strip()
+
+
+def detect_spec(folder: Path, served_id: str, repo: str | None = None) -> ModelSpec:
+    """A catalog row for a checkpoint that is not in the catalog, from its own files."""
+    config_file = folder / "config.json"
+    if not config_file.is_file():
+        # sentence-transformers folders keep the transformer in the root or a sub-folder
+        candidates = list(folder.glob("*/config.json"))
+        if not (folder / "modules.json").is_file() or not candidates:
+            raise ModelNotFoundError(f"{folder} has no config.json: not a transformers checkpoint")
+        config_file = candidates[0]
+    config = json.loads(config_file.read_text())
+    archs = config.get("architectures") or []
+    max_pos = int(config.get("max_position_embeddings", 512) or 512)
+    if any(a.endswith("ForSequenceClassification") for a in archs) and not (folder / "modules.json").is_file():
+        return ModelSpec(id=served_id, family="cross_encoder", kind="rerank", hf_repo=repo,
+                         max_tokens=min(max_pos, 8192), description="cross-encoder (detected)")
+    return ModelSpec(id=served_id, family="sentence_transformer", kind="embedding", hf_repo=repo,
+                     pooling="mean", dims=config.get("hidden_size"), max_tokens=min(max_pos, 8192),
+                     description="bi-encoder (detected)")
+
+
+def resolve(arg: str) -> ModelRef:
+    alias, target = split_alias(arg)
+    path = Path(target).expanduser()
+    if path.is_dir():
+        row = lookup(alias) if alias else None
+        served = alias or path.resolve().name
+        spec = replace(row, id=served) if row else detect_spec(path, served)
+        return ModelRef(served, spec, local_path=path.resolve())
+    row = lookup(target)
+    if row is not None:
+        served = alias or row.id
+        return ModelRef(served, replace(row, id=served), repo=row.hf_repo)
+    if "/" in target and not target.startswith((".", "/", "~")):
+        served = alias or target
+        # family detected after download
+        return ModelRef(served, ModelSpec(id=served, family="", kind="embedding", hf_repo=target),
+                        repo=target)
+    raise ModelNotFoundError(f"Unknown model {target!r}: not a catalog id, a Hugging Face repo id "
+                             f"(org/name) or an existing folder. `jinaserve models` lists the catalog.")
+
+
+def locate(ref: ModelRef, opts: LoadOptions) -> tuple[ModelRef, Path]:
+    """The folder holding `ref`'s weights; downloads from the hub unless offline."""
+    if ref.local_path is not None:
+        return ref, ref.local_path
+    assert ref.repo is not None
+    try:
+        folder = hub.fetch(ref.repo, revision=ref.spec.revision, cache_dir=opts.cache_dir,
+                           offline=opts.offline)
+    except hub.WeightsUnavailableError:
+        bundled = hub.bundled_folder(ref.spec.bundled_path) if ref.spec.bundled_path else None
+        if bundled is None:
+            raise
+        log.info("using the bundled copy of %s from %s", ref.spec.id, bundled)
+        folder = bundled
+    if not ref.spec.family:
+        ref = replace(ref, spec=detect_spec(folder, ref.served_id, ref.repo))
+    return ref, folder

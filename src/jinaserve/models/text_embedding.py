@@ -1,0 +1,133 @@
+"""Base of every transformers text-embedding family: tokenise with the task prefix, batch, run the
+backbone, pool. Subclasses add adapters (per-`group` weights), other pooling or late chunking.
+
+Also gives every embedding model a rerank path: cosine between the query embedding (the model's
+query task, if it has one) and each document embedding (its passage task).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Hashable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from ..catalog import ModelSpec
+from ..errors import InvalidInputError
+from ..jobs import EmbedInput, EmbedOptions, RerankJob, RerankResult
+from ..outputs import cosine_similarity
+from ..runtimes.torch_runtime import pad_batch
+from .base import EmbedPlan, ModelFamily, RerankPlan, WorkItem
+from .pooling import pool
+from .text import check_token_ids, texts_of, tokenize
+
+
+@dataclass
+class TextPayload:
+    ids: list[int]
+    group: Hashable = None  # adapter / per-task weights key; same for every item of a batch
+
+
+class TextEmbeddingFamily(ModelFamily):
+    """A transformers backbone + pooling. `self.model(input_ids, attention_mask)` → last hidden state."""
+
+    def __init__(self, spec: ModelSpec, model: Any, tokenizer: Any, *, device: str = "cpu",
+                 pooling: str | None = None, padding_side: str | None = None,
+                 max_tokens: int | None = None) -> None:
+        self.spec = spec
+        self.model = model
+        self.tokenizer = tokenizer
+        self.device = device
+        self.pooling = pooling or spec.pooling
+        self.padding_side = padding_side or getattr(tokenizer, "padding_side", "right") or "right"
+        self.max_tokens = max_tokens or spec.max_tokens
+        pad = tokenizer.pad_token_id
+        if pad is None:
+            pad = tokenizer.eos_token_id if tokenizer.eos_token_id is not None else 0
+        self.pad_id = int(pad)
+        self.vocab_size = len(tokenizer)
+
+    # ----------------------------------------------------------------- hooks for subclasses
+    def prefix_for(self, task: str | None) -> str:
+        t = self.spec.task(task)
+        return t.prefix if t else ""
+
+    def group_for(self, task: str | None) -> Hashable:
+        """Batch key: items of different adapters never share a batch."""
+        t = self.spec.task(task)
+        return t.adapter if t else None
+
+    def forward_hidden(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+                       group: Hashable) -> torch.Tensor:
+        out = self.model(input_ids=input_ids, attention_mask=attention_mask)
+        return out.last_hidden_state if hasattr(out, "last_hidden_state") else out[0]
+
+    def postprocess(self, pooled: torch.Tensor, group: Hashable) -> torch.Tensor:
+        """Applied after pooling (e.g. a Dense projection)."""
+        return pooled
+
+    # ----------------------------------------------------------------- planning
+    def tokenize_inputs(self, inputs: Sequence[EmbedInput], task: str | None,
+                        truncate: bool) -> list[list[int]]:
+        texts = texts_of(inputs, self.spec.id)
+        prefix = self.prefix_for(task)
+        text_idx = [i for i, t in enumerate(texts) if t is not None]
+        ids: list[list[int] | None] = [None] * len(inputs)
+        tokenized = tokenize(self.tokenizer, [prefix + texts[i] for i in text_idx],  # type: ignore[operator]
+                             max_tokens=self.max_tokens, truncate=truncate, indices=text_idx)
+        for pos, i in enumerate(text_idx):
+            ids[i] = tokenized[pos]
+        for i, item in enumerate(inputs):
+            if item.token_ids is not None:
+                ids[i] = check_token_ids(item.token_ids, vocab_size=self.vocab_size,
+                                         max_tokens=self.max_tokens, truncate=truncate, index=i)
+        return ids  # type: ignore[return-value]
+
+    def plan_embed(self, inputs: Sequence[EmbedInput], options: EmbedOptions) -> EmbedPlan:
+        task = self.resolve_task(options.task)
+        ids = self.tokenize_inputs(inputs, task, options.truncate)
+        group = self.group_for(task)
+        items = [WorkItem(TextPayload(x, group), len(x), group) for x in ids]
+        return EmbedPlan(items, sum(len(x) for x in ids), lambda outs: list(outs))
+
+    # ----------------------------------------------------------------- execution
+    @torch.inference_mode()
+    def run_batch(self, payloads: list[Any]) -> list[Any]:
+        group = payloads[0].group
+        input_ids, mask = pad_batch([p.ids for p in payloads], self.pad_id, side=self.padding_side,
+                                    device=self.device)
+        hidden = self.forward_hidden(input_ids, mask, group)
+        pooled = self.postprocess(pool(self.pooling, hidden, mask), group)
+        return list(pooled.float().cpu().numpy())
+
+    # ----------------------------------------------------------------- rerank by cosine
+    def rerank_tasks(self) -> tuple[str | None, str | None]:
+        names = self.spec.task_names
+        q = self.spec.extra.get("rerank_query_task") or ("retrieval.query" if "retrieval.query" in names
+                                                          else self.spec.default_task)
+        d = self.spec.extra.get("rerank_document_task") or ("retrieval.passage" if "retrieval.passage"
+                                                             in names else self.spec.default_task)
+        return q, d
+
+    def plan_rerank(self, job: RerankJob) -> RerankPlan:
+        q_task, d_task = self.rerank_tasks()
+        docs = [EmbedInput(text=d.text if d.text is not None else "") for d in job.documents]
+        for i, d in enumerate(job.documents):
+            if d.text is None:
+                raise InvalidInputError(f"Document at index {i} is not text; model {self.spec.id!r} "
+                                        f"ranks text only")
+        q_plan = self.plan_embed([EmbedInput(text=job.query)],
+                                 EmbedOptions(task=q_task, truncate=True))
+        d_plan = self.plan_embed(docs, EmbedOptions(task=d_task, truncate=job.options.truncate))
+        n_q = len(q_plan.items)
+
+        def assemble(outs: list[Any]) -> RerankResult:
+            q = np.asarray(q_plan.assemble(outs[:n_q])[0])
+            d = np.stack(d_plan.assemble(outs[n_q:])) if job.documents else np.zeros((0, q.shape[-1]))
+            scores = cosine_similarity(d, q) if len(d) else np.zeros(0, dtype=np.float32)
+            return RerankResult(np.asarray(scores, dtype=np.float32),
+                                q_plan.total_tokens + d_plan.total_tokens)
+
+        return RerankPlan(q_plan.items + d_plan.items, q_plan.total_tokens + d_plan.total_tokens, assemble)

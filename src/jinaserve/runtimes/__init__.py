@@ -1,0 +1,1 @@
+"""How networks are executed (`torch`, `llamacpp`) and where weights come from (`hub`)."""
