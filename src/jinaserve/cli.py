@@ -1,4 +1,4 @@
-"""Command line: `jinaserve serve | models | pull | embed | rerank`."""
+"""Command line: `jinaserve serve | models | pull | bundle | embed | rerank`."""
 
 from __future__ import annotations
 
@@ -52,15 +52,73 @@ def serve(
     max_batch_tokens: Annotated[int | None, typer.Option(help="Padded tokens per forward pass.")] = None,
     max_batch_size: Annotated[int | None, typer.Option(help="Items per forward pass.")] = None,
     log_format: Annotated[str | None, typer.Option(help="console | json")] = None,
+    bundle: Annotated[str | None, typer.Option(help="Serve an offline bundle folder (`jinaserve bundle`).")] = None,
+    ray: Annotated[bool, typer.Option("--ray", help="Run N replicas on Ray Serve behind Ray's HTTP proxy.")] = False,
+    replicas: Annotated[int, typer.Option(help="Ray: fixed number of replicas.")] = 1,
+    min_replicas: Annotated[int | None, typer.Option(help="Ray: autoscale, fewest replicas.")] = None,
+    max_replicas: Annotated[int | None, typer.Option(help="Ray: autoscale, most replicas.")] = None,
+    target_ongoing_requests: Annotated[float, typer.Option(help="Ray: autoscale target per replica.")] = 8.0,
+    ray_address: Annotated[str | None, typer.Option(help="Ray: cluster to join (default: start a local one).")] = None,
+    replica_cpus: Annotated[float, typer.Option(help="Ray: CPUs reserved per replica.")] = 1.0,
+    replica_gpus: Annotated[float, typer.Option(help="Ray: GPUs reserved per replica.")] = 0.0,
 ) -> None:
-    """Start the HTTP server."""
-    from .server import serve as run_server
-
+    """Start the HTTP server (or, with --ray, a Ray Serve application of N replicas)."""
     settings = _settings(config, models=_csv(models), host=host, port=port, device=device, dtype=dtype,
                          api_keys=api_key or None, runtime=runtime, quant=quant, threads=threads,
                          offline=offline, max_batch_tokens=max_batch_tokens, max_batch_size=max_batch_size,
-                         log_format=log_format)
+                         log_format=log_format, bundle=bundle)
+    if ray:
+        from .ray_serve import RayOptions, run_ray
+
+        run_ray(settings, RayOptions(replicas=replicas, min_replicas=min_replicas, max_replicas=max_replicas,
+                                     target_ongoing_requests=target_ongoing_requests, address=ray_address,
+                                     num_cpus=replica_cpus, num_gpus=replica_gpus))
+        return
+    from .server import serve as run_server
+
     run_server(settings)
+
+
+@app.command("bundle")
+def make_bundle(
+    models: ModelsOpt = None,
+    out: Annotated[str | None, typer.Option("--out", "-o", help="Bundle folder to write.")] = None,
+    verify: Annotated[str | None, typer.Option(help="Check an existing bundle folder (sizes and SHA-256).")] = None,
+    offline: OfflineOpt = None,
+    cache_dir: Annotated[str | None, typer.Option(help="Model cache folder.")] = None,
+    overwrite: Annotated[bool, typer.Option(help="Replace an existing bundle in --out.")] = False,
+) -> None:
+    """Write models' weights + a manifest into a folder an air-gapped host serves with JINASERVE_BUNDLE."""
+    from .bundle import BundleError, create_bundle, verify_bundle
+    from .errors import JinaServeError
+    from .logs import setup_logging
+    from .runtimes.hub import WeightsUnavailableError
+
+    setup_logging("console", "info")
+    try:
+        if verify:
+            problems = verify_bundle(verify, hashes=True)
+            for p in problems:
+                console.print(f"[red]{p}[/red]")
+            if problems:
+                raise typer.Exit(1)
+            console.print(f"[green]{verify}: bundle matches its manifest[/green]")
+            return
+        if not models or not out:
+            console.print("[red]bundle needs --models a,b and --out DIR (or --verify DIR)[/red]")
+            raise typer.Exit(2)
+        manifest = create_bundle(_csv(models) or [], out, offline=bool(offline), cache_dir=cache_dir,
+                                 overwrite=overwrite)
+    except (BundleError, WeightsUnavailableError) as exc:
+        console.print(f"[red]bundle failed:[/red] {exc}")
+        raise typer.Exit(1) from exc
+    except JinaServeError as exc:
+        console.print(f"[red]bundle failed:[/red] {exc.message}")
+        raise typer.Exit(1) from exc
+    for m in manifest["models"]:
+        size = sum(f["size"] for f in m["files"].values())
+        console.print(f"[green]{m['name']}[/green] ({m['kind']}, {len(m['files'])} files, {size / 1e6:.1f} MB)")
+    console.print(f"bundle written to {out}; serve it with JINASERVE_BUNDLE={out} jinaserve serve")
 
 
 @app.command("models")

@@ -11,7 +11,7 @@ import os
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     NoDecode,
@@ -31,7 +31,8 @@ def _split_csv(value: Any) -> Any:
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="JINASERVE_", extra="ignore", populate_by_name=True)
+    model_config = SettingsConfigDict(env_prefix="JINASERVE_", extra="ignore", populate_by_name=True,
+                                      env_ignore_empty=True)  # `JINASERVE_QUANT=` in an .env file = unset
 
     # --- what to serve --------------------------------------------------------------------
     models: Annotated[list[str], NoDecode] = Field(
@@ -52,6 +53,8 @@ class Settings(BaseSettings):
     threads: int | None = Field(default=None, description="CPU threads for inference (default: all cores).")
     offline: bool = Field(default=False, description="Never contact a model hub; use local/cached files.")
     cache_dir: str | None = Field(default=None, description="Model cache folder (default: HF cache).")
+    bundle: str | None = Field(default=None, description="Serve an offline bundle made by `jinaserve bundle` "
+                               "(its manifest names the models; implies offline).")
     trust_remote_code: bool = False
 
     # --- server ---------------------------------------------------------------------------
@@ -69,15 +72,39 @@ class Settings(BaseSettings):
     max_documents_per_request: int = 4096
     max_input_chars: int = 1_000_000
 
+    # --- image inputs (multimodal models; see jinaserve.images) -----------------------------
+    image_max_bytes: int = Field(default=8 * 1024 * 1024, description="Largest accepted image (bytes).")
+    image_connect_timeout_s: float = 5.0
+    image_read_timeout_s: float = 10.0
+    image_fetch_timeout_s: float = Field(default=20.0, description="Total time allowed to download one image URL.")
+    image_max_redirects: int = 3
+    image_allow_private_urls: bool = Field(
+        default=False, description="Allow image URLs that resolve to private, loopback, link-local or reserved "
+        "addresses (SSRF guard off). Only for trusted networks.")
+    image_max_pixels: int = Field(default=64_000_000, description="Refuse images with more pixels (bomb guard).")
+    image_max_concurrent_fetches: int = 8
+
     # --- batching -------------------------------------------------------------------------
     max_batch_tokens: int = 16384
     max_batch_size: int = 128
     max_queue_items: int = 8192
+    rerank_block_tokens: int | None = Field(
+        default=None, description="Listwise rerankers (jina-reranker-v3): most tokens in one block (one forward "
+        "pass). Default: the model's context (131072), as the reference implementation. Lower it to bound "
+        "per-block latency on CPU; fewer documents then share one pass.")
 
     @field_validator("models", "api_keys", "cors_origins", mode="before")
     @classmethod
     def _csv(cls, value: Any) -> Any:
         return _split_csv(value)
+
+    @model_validator(mode="after")
+    def _bundle(self) -> Settings:
+        if self.bundle:
+            from .bundle import apply_bundle
+
+            apply_bundle(self)
+        return self
 
     @field_validator("api_keys", mode="after")
     @classmethod

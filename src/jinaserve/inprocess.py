@@ -72,9 +72,13 @@ class Embedder(_InProcessModel):
         out = self._run(items, task, dimensions, normalized, True)
         return out[0] if single else out
 
-    def encode_multivector(self, texts: str | Sequence[str], task: str | None = None) -> list[np.ndarray]:
-        """Per-token vectors (models with multi-vector output)."""
-        items = [EmbedInput(text=t) for t in ([texts] if isinstance(texts, str) else texts)]
+    def encode_multivector(self, texts: str | Sequence[str] | None = None, task: str | None = None,
+                           images: Any = None) -> list[np.ndarray]:
+        """Per-token vectors (models with multi-vector output): one (tokens × dims) array per text, then
+        one per image (paths, URLs, base64 / data URIs, bytes or PIL images)."""
+        items = [EmbedInput(text=t) for t in ([texts] if isinstance(texts, str) else (texts or []))]
+        if images is not None:
+            items += [EmbedInput(image=i) for i in (images if isinstance(images, list | tuple) else [images])]
         opts = EmbedOptions(task=task, truncate=True, return_multivector=True, in_process=True)
         return self._service.embed_sync(items, opts).vectors
 

@@ -3,6 +3,8 @@ batchers, exit 0."""
 
 from __future__ import annotations
 
+import os
+
 import uvicorn
 
 from .api.app import create_app
@@ -10,7 +12,16 @@ from .config import Settings
 from .logs import setup_logging
 
 
+def apply_offline_env(settings: Settings) -> None:
+    """Offline mode also switches the Hugging Face libraries offline (read when they are imported), so
+    no library makes a hub call of its own (version checks, telemetry, file HEAD requests)."""
+    if settings.offline:
+        for var in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_HUB_DISABLE_TELEMETRY"):
+            os.environ[var] = "1"
+
+
 def serve(settings: Settings) -> None:
+    apply_offline_env(settings)
     setup_logging(settings.log_format, settings.log_level)
     app = create_app(settings)
     config = uvicorn.Config(app, host=settings.host, port=settings.port, log_config=None,

@@ -6,6 +6,8 @@ and an oversize body is refused with 413 before it is buffered.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import time
 import uuid
@@ -18,6 +20,7 @@ from .context import request_id_var
 from .errors import error_response
 
 access_log = logging.getLogger("jinaserve.access")
+log = logging.getLogger("jinaserve.middleware")
 
 _OBSERVED_PATHS = {"/v1/embeddings", "/embeddings", "/v1/rerank", "/rerank", "/v1/multi-vector"}
 
@@ -58,17 +61,23 @@ class RequestContextMiddleware:
                 return
 
             received = 0
+            too_large = False
 
             async def limited_receive() -> Message:
-                nonlocal received
+                nonlocal received, too_large
                 message = await receive()
                 if message["type"] == "http.request":
                     received += len(message.get("body", b""))
                     if received > limit:
+                        too_large = True
                         raise _BodyTooLarge
                 return message
 
             async def send_with_id(message: Message) -> None:
+                if too_large:
+                    # FastAPI turns an exception raised while reading the body into its own 400;
+                    # that answer is dropped and the 413 below is sent instead.
+                    return
                 if message["type"] == "http.response.start":
                     status_holder["status"] = message["status"]
                     hdrs = list(message.get("headers", []))
@@ -77,12 +86,65 @@ class RequestContextMiddleware:
                 await send(message)
 
             try:
-                await self.app(scope, limited_receive, send_with_id)
+                if scope.get("method") == "POST" and scope.get("path") in _OBSERVED_PATHS:
+                    await self._run_cancellable(scope, limited_receive, send_with_id, status_holder)
+                else:
+                    await self.app(scope, limited_receive, send_with_id)
             except _BodyTooLarge:
+                pass
+            if too_large:
                 await self._send_too_large(scope, receive, send, rid, limit, status_holder)
         finally:
             self._record(scope, state, status_holder["status"], time.perf_counter() - started)
             request_id_var.reset(token)
+
+    async def _run_cancellable(self, scope: Scope, receive: Receive, send: Send,
+                               status_holder: dict[str, int]) -> None:
+        """Run an inference request; if the client disconnects before the response starts, cancel the
+        handler, which cancels its queued batch items (work nobody will read is not done)."""
+        body_done = asyncio.Event()
+        response_started = False
+        client_gone = False
+
+        async def app_receive() -> Message:
+            message = await receive()
+            if message["type"] == "http.disconnect" or not message.get("more_body", False):
+                body_done.set()
+            return message
+
+        async def app_send(message: Message) -> None:
+            nonlocal response_started
+            if message["type"] == "http.response.start":
+                response_started = True
+            await send(message)
+
+        handler = asyncio.create_task(self.app(scope, app_receive, app_send))
+
+        async def watch_disconnect() -> None:
+            await body_done.wait()
+            while True:
+                message = await receive()  # after the body, the server answers only on disconnect
+                if message["type"] == "http.disconnect":
+                    nonlocal client_gone
+                    if not response_started and not handler.done():
+                        client_gone = True
+                        handler.cancel()
+                    return
+
+        watcher = asyncio.create_task(watch_disconnect())
+        try:
+            await handler
+        except asyncio.CancelledError:
+            if not client_gone:  # we were cancelled ourselves (server shutdown): pass it on
+                handler.cancel()
+                raise
+            status_holder["status"] = 499  # client closed the request (nginx's convention)
+            log.info("client disconnected; request cancelled")
+        finally:
+            if not watcher.done():
+                watcher.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await watcher
 
     async def _send_too_large(self, scope: Scope, receive: Receive, send: Send, rid: str, limit: int,
                               status_holder: dict[str, int]) -> None:

@@ -29,12 +29,27 @@ def _registry(request: Request) -> ModelRegistry:
              summary="Create embeddings (Jina and OpenAI compatible)")
 @router.post("/embeddings", dependencies=[Depends(check_api_key)], include_in_schema=False)
 async def create_embeddings(request: Request, body: EmbeddingsRequest) -> Response:
+    return await _embed(request, body, multivector=False)
+
+
+@router.post("/v1/multi-vector", dependencies=[Depends(check_api_key)], tags=["embeddings"],
+             summary="Multi-vector embeddings (legacy alias: /v1/embeddings with return_multivector=true)")
+@router.post("/multi-vector", dependencies=[Depends(check_api_key)], include_in_schema=False)
+async def create_multi_vector(request: Request, body: EmbeddingsRequest) -> Response:
+    if body.input_type is None and body.task is None:
+        body.input_type = "document"  # the legacy endpoint's default
+    return await _embed(request, body, multivector=True)
+
+
+async def _embed(request: Request, body: EmbeddingsRequest, *, multivector: bool) -> Response:
     settings = request.app.state.settings
     service = _registry(request).get(body.model, "embedding")
     request.state.model = service.id
     inputs = parse_inputs(body.input, max_inputs=settings.max_inputs_per_request,
                           max_chars=settings.max_input_chars)
-    options = body.to_options()
+    options = body.to_options(service.spec.task_names)
+    if multivector:
+        options.return_multivector = True
     if options.return_multivector and options.dimensions is not None:
         raise ValidationFailedError([FieldError("body -> dimensions",
                                                 "dimensions cannot be combined with return_multivector",

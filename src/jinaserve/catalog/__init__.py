@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib
 import pkgutil
+from dataclasses import replace
 
 from .spec import GGUFSpec, Kind, ModelSpec, Pooling, TaskSpec
 
@@ -16,6 +17,7 @@ __all__ = ["CATALOG", "GGUFSpec", "Kind", "ModelSpec", "Pooling", "TaskSpec", "a
 
 def _load_rows() -> dict[str, ModelSpec]:
     rows: dict[str, ModelSpec] = {}
+    gguf_specs: dict[str, GGUFSpec] = {}
     for info in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name):
         if info.name == "spec":
             continue
@@ -24,6 +26,11 @@ def _load_rows() -> dict[str, ModelSpec]:
             if spec.id in rows:
                 raise RuntimeError(f"duplicate catalog id {spec.id!r} in {info.name}")
             rows[spec.id] = spec
+        gguf_specs.update(getattr(module, "GGUF_SPECS", {}))
+    # GGUF files of rows defined elsewhere (catalog/gguf.py): same row, one more runtime
+    for model_id, gguf in gguf_specs.items():
+        if model_id in rows and rows[model_id].gguf is None:
+            rows[model_id] = replace(rows[model_id], gguf=gguf)
     return rows
 
 

@@ -12,6 +12,7 @@ from .. import metrics
 from ..catalog import lookup
 from ..config import DEFAULT_MODELS, OFFLINE_FALLBACK_MODEL, Settings
 from ..errors import ModelNotFoundError, ModelNotReadyError
+from ..images import ImageFetchPolicy
 from ..models import family_class
 from ..models.loading import LoadOptions
 from ..models.resolve import ModelRef, locate, resolve
@@ -37,7 +38,9 @@ class ModelStatus:
 def load_options(settings: Settings) -> LoadOptions:
     return LoadOptions(device=settings.device, dtype=settings.dtype, threads=settings.threads,
                        runtime=settings.runtime, quant=settings.quant, offline=settings.offline,
-                       cache_dir=settings.cache_dir, trust_remote_code=settings.trust_remote_code)
+                       cache_dir=settings.cache_dir, trust_remote_code=settings.trust_remote_code,
+                       image_policy=ImageFetchPolicy.from_settings(settings),
+                       rerank_block_tokens=settings.rerank_block_tokens)
 
 
 def load_service(arg: str, settings: Settings) -> ModelService:
@@ -126,8 +129,12 @@ class ModelRegistry:
         """The service for a request's `model` field (None = the first served model of `kind`)."""
         services = self._services
         if name is None:
+            # Prefer a model of the asked kind; rerank falls back to an embedding model (cosine).
             for s in services.values():
-                if s.kind == kind or (kind == "rerank" and s.kind == "embedding"):
+                if s.kind == kind:
+                    return s
+            for s in services.values():
+                if kind == "rerank" and s.kind == "embedding":
                     return s
             raise ModelNotFoundError(f"No {kind} model is being served")
         if name in services:

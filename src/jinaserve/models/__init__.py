@@ -9,6 +9,12 @@ from typing import Any
 FAMILIES: dict[str, str] = {
     "sentence_transformer": "jinaserve.models.sentence_transformer:SentenceTransformerFamily",
     "cross_encoder": "jinaserve.models.cross_encoder:CrossEncoderFamily",
+    "jina_v4": "jinaserve.models.jina_v4:JinaV4Family",
+    "jina_v3": "jinaserve.models.jina_v3:JinaV3Family",
+    "jina_v5": "jinaserve.models.jina_v5:JinaV5Family",
+    "jina_code": "jinaserve.models.jina_code:JinaCodeFamily",
+    "jina_v2": "jinaserve.models.jina_v2:JinaV2Family",
+    "jina_reranker_v3": "jinaserve.models.jina_reranker_v3:JinaRerankerV3Family",
 }
 
 

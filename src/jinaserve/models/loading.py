@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 
 @dataclass
@@ -15,3 +16,7 @@ class LoadOptions:
     offline: bool = False
     cache_dir: str | None = None
     trust_remote_code: bool = False
+    # Listwise rerankers (jina-reranker-v3): cap on one block's context, in tokens (None = the model's).
+    rerank_block_tokens: int | None = None
+    # jinaserve.images.ImageFetchPolicy for families that take images (None: its defaults)
+    image_policy: Any = None

@@ -11,7 +11,7 @@ import logging
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from ..catalog import ModelSpec, lookup
+from ..catalog import CATALOG, ModelSpec, lookup
 from ..errors import ModelNotFoundError
 from ..runtimes import hub
 from .loading import LoadOptions
@@ -45,6 +45,9 @@ def detect_spec(folder: Path, served_id: str, repo: str | None = None) -> ModelS
         config_file = candidates[0]
     config = json.loads(config_file.read_text())
     archs = config.get("architectures") or []
+    for row in CATALOG.values():  # model-specific architectures (e.g. JinaForRanking) name their row
+        if set(archs) & set(row.extra.get("detect_architectures", ())):
+            return replace(row, id=served_id, hf_repo=repo or row.hf_repo)
     max_pos = int(config.get("max_position_embeddings", 512) or 512)
     if any(a.endswith("ForSequenceClassification") for a in archs) and not (folder / "modules.json").is_file():
         return ModelSpec(id=served_id, family="cross_encoder", kind="rerank", hf_repo=repo,

@@ -39,6 +39,9 @@ class EmbeddingsRequest(OpenAIEmbeddingFields):
     truncate: bool | None = Field(default=None, validation_alias=AliasChoices("truncate", "truncation"))
     late_chunking: bool | None = None
     return_multivector: bool | None = None
+    input_type: Literal["query", "document"] | None = Field(
+        default=None, description="Legacy multi-vector / ColBERT field: query or document. For models with "
+        "retrieval tasks and no `task` given, it picks retrieval.query or retrieval.passage.")
 
     @field_validator("embedding_type", mode="after")
     @classmethod
@@ -53,9 +56,16 @@ class EmbeddingsRequest(OpenAIEmbeddingFields):
         """Precedence: embedding_type > encoding_format > encoding_type > float."""
         return self.embedding_type or self.encoding_format or self.encoding_type or "float"  # type: ignore[return-value]
 
-    def to_options(self) -> EmbedOptions:
+    def task_for(self, task_names: list[str]) -> str | None:
+        """`task`, or the retrieval task that `input_type` names when the model has one."""
+        if self.task is not None or self.input_type is None:
+            return self.task
+        wanted = "retrieval.query" if self.input_type == "query" else "retrieval.passage"
+        return wanted if wanted in task_names else None
+
+    def to_options(self, task_names: list[str] | None = None) -> EmbedOptions:
         return EmbedOptions(
-            task=self.task,
+            task=self.task_for(task_names) if task_names is not None else self.task,
             dimensions=self.dimensions,
             normalized=True if self.normalized is None else self.normalized,
             truncate=bool(self.truncate),

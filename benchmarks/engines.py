@@ -1,0 +1,198 @@
+"""Servers under test, each a subprocess on a free 127.0.0.1 port with the same thread count.
+
+- jinaserve: `python -m jinaserve serve` from this checkout's venv (`--threads`, `--max-batch-size`).
+- Infinity (`infinity-emb` from PyPI) in its own venv, `benchmarks/.venvs/infinity`, created on demand
+  (torch 2.13.0 CPU first so no CUDA build is pulled, then `infinity-emb[server,torch]`).
+- llama.cpp: jinaserve's `--runtime llamacpp` once `jinaserve.runtimes.llamacpp_runtime` exists and a
+  GGUF of the benchmark model is given (`--gguf PATH` / `JINASERVE_BENCH_GGUF`); see `llamacpp_args`.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parents[1]
+VENVS = ROOT / "benchmarks" / ".venvs"
+INFINITY_VENV = VENVS / "infinity"
+INFINITY_SPEC = os.environ.get("JINASERVE_BENCH_INFINITY_SPEC", "infinity-emb[server,torch]==0.0.78")
+TORCH_SPEC = os.environ.get("TORCH_SPEC", "torch==2.13.0")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def thread_env(threads: int) -> dict[str, str]:
+    """Environment that pins every math library to `threads` threads, and keeps engines offline."""
+    env = dict(os.environ)
+    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMEXPR_NUM_THREADS"):
+        env[var] = str(threads)
+    env.update({"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false",
+                "INFINITY_ANONYMOUS_USAGE_STATS": "0", "DO_NOT_TRACK": "1", "PYTHONUNBUFFERED": "1"})
+    return env
+
+
+def peak_rss_mib(pid: int) -> float | None:
+    """Peak resident set size (VmHWM) of a live process, in MiB (Linux)."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        return None
+    return None
+
+
+@dataclass
+class Server:
+    name: str
+    cmd: list[str]
+    env: dict[str, str]
+    port: int
+    ready_path: str
+    log_path: Path
+    startup_timeout_s: float = 240.0
+    proc: subprocess.Popen | None = None
+    started_in_s: float | None = None
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def pid(self) -> int | None:
+        return self.proc.pid if self.proc else None
+
+    def start(self) -> None:
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        log = self.log_path.open("wb")
+        t0 = time.perf_counter()
+        self.proc = subprocess.Popen(self.cmd, env=self.env, stdout=log, stderr=subprocess.STDOUT,
+                                     cwd=str(ROOT), start_new_session=True)
+        log.close()
+        deadline = time.time() + self.startup_timeout_s
+        while time.time() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"{self.name} exited with {self.proc.returncode} during start-up; "
+                                   f"log tail:\n{self.log_tail()}")
+            try:
+                r = httpx.get(self.url + self.ready_path, timeout=2)
+                if r.status_code == 200:
+                    self.started_in_s = time.perf_counter() - t0
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.2)
+        self.stop()
+        raise TimeoutError(f"{self.name} not ready after {self.startup_timeout_s:.0f}s; log tail:\n"
+                           f"{self.log_tail()}")
+
+    def peak_rss_mib(self) -> float | None:
+        return peak_rss_mib(self.proc.pid) if self.proc and self.proc.poll() is None else None
+
+    def stop(self) -> None:
+        if self.proc is None:
+            return
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
+        self.proc = None
+
+    def log_tail(self, n: int = 3000) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")[-n:]
+        except OSError:
+            return ""
+
+    def __enter__(self) -> Server:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def jinaserve_server(name: str, models: list[str], *, threads: int, logs: Path,
+                     extra_args: list[str] | None = None) -> Server:
+    port = free_port()
+    cmd = [sys.executable, "-m", "jinaserve", "serve", "--models", ",".join(models), "--host", "127.0.0.1",
+           "--port", str(port), "--threads", str(threads), "--device", "cpu", "--offline",
+           *(extra_args or [])]
+    return Server(name, cmd, thread_env(threads), port, "/readyz", logs / f"{name}.log")
+
+
+# --------------------------------------------------------------------------- Infinity
+def infinity_python() -> Path:
+    return INFINITY_VENV / "bin" / "python"
+
+
+def ensure_infinity(log: Path) -> Path:
+    """Create benchmarks/.venvs/infinity if needed; returns the `infinity_emb` executable."""
+    exe = INFINITY_VENV / "bin" / "infinity_emb"
+    marker = INFINITY_VENV / ".installed"
+    if exe.is_file() and marker.is_file() and marker.read_text().strip() == INFINITY_SPEC:
+        return exe
+    log.parent.mkdir(parents=True, exist_ok=True)
+    print(f"[bench] creating {INFINITY_VENV} ({TORCH_SPEC} CPU, then {INFINITY_SPEC}); log: {log}", flush=True)
+    with log.open("ab") as out:
+        def step(cmd: list[str]) -> None:
+            out.write(("$ " + " ".join(cmd) + "\n").encode())
+            out.flush()
+            rc = subprocess.call(cmd, stdout=out, stderr=subprocess.STDOUT)
+            if rc != 0:
+                raise RuntimeError(f"`{' '.join(cmd)}` failed ({rc}); see {log}")
+
+        if not infinity_python().is_file():
+            step([sys.executable, "-m", "venv", str(INFINITY_VENV)])
+        pip = [str(infinity_python()), "-m", "pip", "install", "-q"]
+        # torch first, from the same CPU wheel this project uses, so infinity's deps never pull CUDA.
+        step([*pip, TORCH_SPEC])
+        step([*pip, INFINITY_SPEC, TORCH_SPEC])
+    marker.write_text(INFINITY_SPEC)
+    return exe
+
+
+def infinity_server(name: str, model_dir: Path, served_name: str, *, threads: int, logs: Path,
+                    batch_size: int = 32) -> Server:
+    exe = ensure_infinity(logs / "infinity-install.log")
+    port = free_port()
+    cmd = [str(exe), "v2", "--model-id", str(model_dir), "--served-model-name", served_name, "--host",
+           "127.0.0.1", "--port", str(port), "--device", "cpu", "--engine", "torch", "--batch-size",
+           str(batch_size), "--log-level", "warning", "--no-vector-disk-cache"]
+    env = thread_env(threads)
+    return Server(name, cmd, env, port, "/health", logs / f"{name}.log")
+
+
+# --------------------------------------------------------------------------- llama.cpp (hook)
+def llamacpp_available() -> bool:
+    try:
+        return importlib.util.find_spec("jinaserve.runtimes.llamacpp_runtime") is not None and \
+            importlib.util.find_spec("llama_cpp") is not None
+    except (ImportError, ValueError):
+        return False
+
+
+def llamacpp_args(gguf: str | None) -> list[str] | None:
+    """Extra `jinaserve serve` arguments for the llama.cpp baseline column, or None when it cannot run
+    here (no runtime module, no llama-cpp-python, or no GGUF file of the benchmark model)."""
+    gguf = gguf or os.environ.get("JINASERVE_BENCH_GGUF")
+    if not gguf or not llamacpp_available() or not Path(gguf).is_file():
+        return None
+    return ["--runtime", "llamacpp"]

@@ -1,0 +1,138 @@
+"""Per-request Python overhead of jinaserve for a 1-input request, beyond the model's own forward time.
+
+Run as `python -m benchmarks.overhead SPEC.json` (own process). It loads the real app with the real
+model and, interleaved so machine noise hits both alike, times:
+
+- `request`: one `POST /v1/embeddings` (1 input, base64) through the whole ASGI app: middleware, routing,
+  pydantic validation, tokenisation off the event loop, batcher queue + worker thread hand-off,
+  normalisation, orjson response. (No socket: uvicorn's C HTTP parser and the client are excluded —
+  the end-to-end HTTP 1×1 latency in the main table includes them.)
+- `forward`: the family's `run_batch([item])` on the same input, called directly: pad → model → pool →
+  numpy, i.e. the model's own work for that request.
+- `tokenize`: the family's `plan_embed` (tokenisation + planning) for the same input.
+
+overhead = p50(request) − p50(forward). Prints one JSON object.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+
+def _pct(xs: list[float], q: float) -> float:
+    xs = sorted(xs)
+    return xs[min(len(xs) - 1, int(q * (len(xs) - 1) + 0.5))]
+
+
+async def _asgi_post(app: Any, path: str, body: bytes) -> tuple[int, bytes]:
+    scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST",
+             "scheme": "http", "path": path, "raw_path": path.encode(), "query_string": b"",
+             "root_path": "", "headers": [(b"content-type", b"application/json"),
+                                          (b"content-length", str(len(body)).encode())],
+             "client": ("127.0.0.1", 1), "server": ("127.0.0.1", 80)}
+    sent = False
+    status = 0
+    chunks: list[bytes] = []
+
+    async def receive() -> dict[str, Any]:
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        await asyncio.sleep(3600)
+        return {"type": "http.disconnect"}
+
+    async def send(message: dict[str, Any]) -> None:
+        nonlocal status
+        if message["type"] == "http.response.start":
+            status = message["status"]
+        elif message["type"] == "http.response.body":
+            chunks.append(message.get("body", b""))
+
+    await app(scope, receive, send)
+    return status, b"".join(chunks)
+
+
+async def measure(spec: dict[str, Any]) -> dict[str, Any]:
+    from jinaserve.api.app import create_app
+    from jinaserve.config import Settings
+    from jinaserve.engine.registry import ModelRegistry
+    from jinaserve.jobs import EmbedInput, EmbedOptions
+    from jinaserve.logs import setup_logging
+
+    settings = Settings(models=[f"minilm={spec['model_dir']}"], threads=spec["threads"], device="cpu",
+                        offline=True)
+    # Same logging as `jinaserve serve` (access log at info), written to a file rather than a terminal.
+    setup_logging(settings.log_format, settings.log_level)
+    handler = logging.FileHandler(spec["log_path"])
+    logging.getLogger().handlers[:] = [handler]
+    registry = ModelRegistry(settings)
+    await asyncio.to_thread(registry.load, settings.models)
+    app = create_app(settings, registry=registry)
+    service = registry.get("minilm", "embedding")
+    family = service.family
+    texts: list[str] = spec["texts"]
+    bodies = [orjson.dumps({"model": "minilm", "input": [t], "embedding_type": "base64"}) for t in texts]
+    opts = EmbedOptions(embedding_type="base64")
+    items = [family.plan_embed([EmbedInput(text=t)], opts).items[0] for t in texts]
+
+    for i in range(20):  # warm-up both paths
+        status, _ = await _asgi_post(app, "/v1/embeddings", bodies[i % len(bodies)])
+        assert status == 200, status
+        family.run_batch([items[i % len(items)].payload])
+
+    req: list[float] = []
+    fwd: list[float] = []
+    tok: list[float] = []
+    deadline = time.perf_counter() + spec["duration_s"]
+    i = 0
+    while time.perf_counter() < deadline and i < spec.get("max_iterations", 5000):
+        body = bodies[i % len(bodies)]
+        t0 = time.perf_counter()
+        status, content = await _asgi_post(app, "/v1/embeddings", body)
+        t1 = time.perf_counter()
+        if status != 200:
+            raise RuntimeError(f"request failed: {status} {content[:200]!r}")
+        family.run_batch([items[i % len(items)].payload])
+        t2 = time.perf_counter()
+        family.plan_embed([EmbedInput(text=texts[i % len(texts)])], opts)
+        t3 = time.perf_counter()
+        req.append(t1 - t0)
+        fwd.append(t2 - t1)
+        tok.append(t3 - t2)
+        i += 1
+    registry.close(True)
+    p50_req, p50_fwd = statistics.median(req), statistics.median(fwd)
+    # Paired per-iteration differences are less sensitive to drift than the difference of medians.
+    diffs = [a - b for a, b in zip(req, fwd, strict=True)]
+    return {
+        "iterations": len(req),
+        "request_p50_ms": p50_req * 1e3,
+        "request_p99_ms": _pct(req, 0.99) * 1e3,
+        "forward_p50_ms": p50_fwd * 1e3,
+        "tokenize_p50_ms": statistics.median(tok) * 1e3,
+        "overhead_p50_ms": (p50_req - p50_fwd) * 1e3,
+        "overhead_paired_p50_ms": statistics.median(diffs) * 1e3,
+    }
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = argv if argv is not None else sys.argv[1:]
+    spec = orjson.loads(Path(args[0]).read_bytes())
+    import torch
+
+    torch.set_num_threads(int(spec["threads"]))
+    result = asyncio.run(measure(spec))
+    sys.stdout.write(orjson.dumps(result).decode() + "\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,106 @@
+"""Jina text embedding models other than v3: v5-text (small, nano, per-task merged repos),
+code-embeddings (0.5b, 1.5b) and v2 (JinaBERT).
+
+Facts: research/jina-api.md §2.1 (hosted request fields), §2.3 (default tasks), §6 (catalogue),
+§6.1 (prefixes, pooling). `extra["adapter_mode"]` is the measured choice between merged per-task
+weights and runtime LoRA (benchmarks/lora_vs_merged.py, README "Text models").
+"""
+
+from __future__ import annotations
+
+from .spec import ModelSpec, TaskSpec
+
+V5_TASKS = ("retrieval", "text-matching", "classification", "clustering")
+V5_QUERY, V5_DOCUMENT = "Query: ", "Document: "
+
+
+def _v5_tasks(adapter_of: dict[str, str | None]) -> tuple[TaskSpec, ...]:
+    """The hosted API's five v5 tasks → (LoRA adapter, prompt prefix)."""
+    rows = [
+        TaskSpec("retrieval.query", adapter_of.get("retrieval"), V5_QUERY, "search queries"),
+        TaskSpec("retrieval.passage", adapter_of.get("retrieval"), V5_DOCUMENT, "documents to be searched"),
+        TaskSpec("text-matching", adapter_of.get("text-matching"), V5_DOCUMENT, "symmetric similarity (default)"),
+        TaskSpec("classification", adapter_of.get("classification"), V5_DOCUMENT, "features for classifiers"),
+        TaskSpec("clustering", adapter_of.get("clustering"), V5_DOCUMENT, "features for clustering"),
+    ]
+    return tuple(t for t in rows if t.name.split(".")[0] in adapter_of)
+
+
+V5_SIZES = {
+    # size: (backbone, dims, matryoshka, max tokens, params, adapter mode, description)
+    "small": ("qwen3", 1024, (32, 64, 128, 256, 512, 768, 1024), 32768, "677M", "merged",
+              "Qwen3-0.6B-Base + 4 task LoRAs; multilingual text embeddings"),
+    "nano": ("eurobert", 768, (32, 64, 128, 256, 512, 768), 8192, "239M", "merged",
+             "EuroBERT-210M (bidirectional) + 4 task LoRAs; multilingual text embeddings"),
+}
+
+
+def _v5_rows() -> list[ModelSpec]:
+    rows: list[ModelSpec] = []
+    for size, (backbone, dims, mrl, max_tokens, params, mode, desc) in V5_SIZES.items():
+        base_id = f"jina-embeddings-v5-text-{size}"
+        extra = {"backbone": backbone, "padding_side": "right", "adapter_mode": mode}
+        rows.append(ModelSpec(
+            id=base_id, family="jina_v5", kind="embedding", hf_repo=f"jinaai/{base_id}",
+            tasks=_v5_tasks({t: t for t in V5_TASKS}), default_task="text-matching", pooling="last",
+            dims=dims, matryoshka_dims=mrl, max_tokens=max_tokens, licence="CC-BY-NC-4.0", params=params,
+            description=desc, extra=extra))
+        for task in V5_TASKS:
+            # Per-task merged repos: the task's LoRA is already in the weights (no adapters/ folder).
+            tasks = _v5_tasks({task: None})
+            default = "retrieval.passage" if task == "retrieval" else task
+            rows.append(ModelSpec(
+                id=f"{base_id}-{task}", family="jina_v5", kind="embedding", hf_repo=f"jinaai/{base_id}-{task}",
+                tasks=tasks, default_task=default, pooling="last", dims=dims, matryoshka_dims=mrl,
+                max_tokens=max_tokens, licence="CC-BY-NC-4.0", params=params,
+                description=f"{base_id} with the {task} adapter merged into the weights",
+                extra={"backbone": backbone, "padding_side": "right"}))
+    return rows
+
+
+CODE_PROMPTS = {
+    "nl2code": ("Find the most relevant code snippet given the following query:\n", "Candidate code snippet:\n"),
+    "qa": ("Find the most relevant answer given the following question:\n", "Candidate answer:\n"),
+    "code2code": ("Find an equivalent code snippet given the following code snippet:\n",
+                  "Candidate code snippet:\n"),
+    "code2nl": ("Find the most relevant comment given the following code snippet:\n", "Candidate comment:\n"),
+    "code2completion": ("Find the most relevant completion given the following start of code snippet:\n",
+                        "Candidate completion:\n"),
+}
+
+CODE_TASKS: tuple[TaskSpec, ...] = tuple(
+    TaskSpec(f"{name}.{role}", None, prompt, f"{name} {role}")
+    for name, (query, passage) in CODE_PROMPTS.items()
+    for role, prompt in (("query", query), ("passage", passage))
+)
+
+
+def _code_rows() -> list[ModelSpec]:
+    sizes = {"0.5b": (896, (64, 128, 256, 512, 896), "494M"), "1.5b": (1536, (128, 256, 512, 1024, 1536), "1.54B")}
+    return [ModelSpec(
+        id=f"jina-code-embeddings-{size}", family="jina_code", kind="embedding",
+        hf_repo=f"jinaai/jina-code-embeddings-{size}", tasks=CODE_TASKS, default_task="nl2code.query",
+        pooling="last", dims=dims, matryoshka_dims=mrl, max_tokens=32768, licence="CC-BY-NC-4.0", params=params,
+        description=f"Qwen2.5-Coder-{size.upper()} code embeddings; task = instruction prefix",
+        extra={"backbone": "qwen2", "padding_side": "left",
+               "rerank_query_task": "nl2code.query", "rerank_document_task": "nl2code.passage"},
+    ) for size, (dims, mrl, params) in sizes.items()]
+
+
+def _v2_rows() -> list[ModelSpec]:
+    variants = {
+        "base-en": (768, "137M", "English"),
+        "base-de": (768, "161M", "German/English bilingual"),
+        "base-es": (768, "161M", "Spanish/English bilingual"),
+        "base-zh": (768, "161M", "Chinese/English bilingual"),
+        "base-code": (768, "161M", "English + 30 programming languages (JinaBERT qk-post-norm)"),
+        "small-en": (512, "33M", "English, small (not in the hosted API's current list)"),
+    }
+    return [ModelSpec(
+        id=f"jina-embeddings-v2-{v}", family="jina_v2", kind="embedding", hf_repo=f"jinaai/jina-embeddings-v2-{v}",
+        pooling="mean", dims=dims, max_tokens=8192, licence="Apache-2.0", params=params, fp32_only=True,
+        description=f"JinaBERT (ALiBi) {desc}; mean pooling",
+    ) for v, (dims, params, desc) in variants.items()]
+
+
+ROWS: list[ModelSpec] = [*_v5_rows(), *_code_rows(), *_v2_rows()]

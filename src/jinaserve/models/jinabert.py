@@ -1,0 +1,272 @@
+"""JinaBERT (jina-embeddings-v2): a BERT encoder with ALiBi attention biases and a gated (GLU) MLP.
+
+transformers has no native class for it, so it lives here, written from the published checkpoint
+layout (no `trust_remote_code`). Two variants are published:
+
+* `jinaai/jina-bert-implementation` (v2-base-en/-de/-es/-zh, v2-small-en), per layer::
+
+      encoder.layer.N.attention.self.{query,key,value}      Linear(h, h)
+      encoder.layer.N.attention.output.{dense,LayerNorm}    post-LN: LN(dense(ctx) + x)
+      encoder.layer.N.mlp.gated_layers                      Linear(h, 2i, bias=False)
+      encoder.layer.N.mlp.wo                                Linear(i, h)
+      encoder.layer.N.mlp.layernorm                         LN(wo(act(g[:i]) * g[i:]) + x)
+
+* `jinaai/jina-bert-v2-qk-post-norm` (v2-base-code), per layer::
+
+      encoder.layer.N.attention.self.{query,key,value}
+      encoder.layer.N.attention.self.{layer_norm_q,layer_norm_k}   LN over the full projection
+      encoder.layer.N.attention.output.{dense,LayerNorm}           a = LN(dense(ctx) + x)
+      encoder.layer.N.layer_norm_1                                 y = LN1(x + a)
+      encoder.layer.N.mlp.up_gated_layer                           Linear(h, 2i, bias=False)
+      encoder.layer.N.mlp.down_layer                               Linear(i, h)
+      encoder.layer.N.layer_norm_2                                 LN2(y + down(u[:i] * act(u[i:])))
+
+Embeddings: `embeddings.{word_embeddings,token_type_embeddings,LayerNorm}` (no position embeddings:
+ALiBi). The ALiBi bias of head h is `-slope_h * |i - j|` (symmetric, encoder), with the slopes of
+Press et al. (the geometric series, with the interleaving rule for a head count that is not a power
+of two). Checkpoints may carry a `bert.` prefix and `pooler.` / `cls.` heads; both are handled.
+
+The variant is read from the weights (`mlp.up_gated_layer` present → qk-post-norm). The v2 models
+must run in fp32: ALiBi biases over 8k tokens overflow fp16 (NaNs).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+_IGNORED_PREFIXES = ("pooler.", "cls.")
+_IGNORED_SUFFIXES = ("embeddings.position_ids", "embeddings.token_type_ids")
+
+
+@dataclass
+class JinaBertConfig:
+    vocab_size: int = 30528
+    hidden_size: int = 768
+    num_hidden_layers: int = 12
+    num_attention_heads: int = 12
+    intermediate_size: int = 3072
+    type_vocab_size: int = 2
+    layer_norm_eps: float = 1e-12
+    feed_forward_type: str = "geglu"
+    pad_token_id: int = 0
+    max_position_embeddings: int = 8192
+    qk_post_norm: bool = False
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any], *, qk_post_norm: bool = False) -> JinaBertConfig:
+        if raw.get("position_embedding_type", "alibi") != "alibi":
+            raise ValueError(f"JinaBERT needs position_embedding_type 'alibi', got {raw['position_embedding_type']!r}")
+        fields = {k: raw[k] for k in cls.__dataclass_fields__ if k in raw and k != "qk_post_norm"}
+        cfg = cls(**fields, qk_post_norm=qk_post_norm)
+        if cfg.feed_forward_type not in ("geglu", "reglu"):
+            raise ValueError(f"unsupported JinaBERT feed_forward_type {cfg.feed_forward_type!r}")
+        return cfg
+
+
+def alibi_slopes(n_heads: int) -> list[float]:
+    """ALiBi head slopes (Press et al.); non-powers of two interleave the next power's slopes."""
+
+    def power_of_2(n: int) -> list[float]:
+        start = 2 ** (-(2 ** -(math.log2(n) - 3)))
+        return [start * start**i for i in range(n)]
+
+    if math.log2(n_heads).is_integer():
+        return power_of_2(n_heads)
+    closest = 2 ** math.floor(math.log2(n_heads))
+    return power_of_2(closest) + alibi_slopes(2 * closest)[0::2][: n_heads - closest]
+
+
+def alibi_bias(n_heads: int, length: int, device: torch.device | str, dtype: torch.dtype) -> torch.Tensor:
+    """(1, heads, L, L) additive bias: -slope * |i - j|."""
+    pos = torch.arange(length, device=device)
+    distance = (pos[None, :] - pos[:, None]).abs().to(dtype)
+    slopes = torch.tensor(alibi_slopes(n_heads), device=device, dtype=dtype)
+    return (-slopes[:, None, None] * distance[None]).unsqueeze(0)
+
+
+class _Embeddings(nn.Module):
+    def __init__(self, cfg: JinaBertConfig) -> None:
+        super().__init__()
+        self.word_embeddings = nn.Embedding(cfg.vocab_size, cfg.hidden_size, padding_idx=cfg.pad_token_id)
+        self.token_type_embeddings = nn.Embedding(cfg.type_vocab_size, cfg.hidden_size)
+        self.LayerNorm = nn.LayerNorm(cfg.hidden_size, eps=cfg.layer_norm_eps)
+
+    def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
+        types = torch.zeros_like(input_ids)
+        return self.LayerNorm(self.word_embeddings(input_ids) + self.token_type_embeddings(types))
+
+
+class _SelfAttention(nn.Module):
+    def __init__(self, cfg: JinaBertConfig) -> None:
+        super().__init__()
+        h = cfg.hidden_size
+        self.heads = cfg.num_attention_heads
+        self.head_dim = h // cfg.num_attention_heads
+        self.query = nn.Linear(h, h)
+        self.key = nn.Linear(h, h)
+        self.value = nn.Linear(h, h)
+        self.qk_post_norm = cfg.qk_post_norm
+        if cfg.qk_post_norm:
+            self.layer_norm_q = nn.LayerNorm(h, eps=cfg.layer_norm_eps)
+            self.layer_norm_k = nn.LayerNorm(h, eps=cfg.layer_norm_eps)
+
+    def forward(self, x: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+        b, n, _ = x.shape
+        q, k, v = self.query(x), self.key(x), self.value(x)
+        if self.qk_post_norm:
+            q, k = self.layer_norm_q(q), self.layer_norm_k(k)
+
+        def heads(t: torch.Tensor) -> torch.Tensor:
+            return t.view(b, n, self.heads, self.head_dim).transpose(1, 2)
+
+        ctx = F.scaled_dot_product_attention(heads(q), heads(k), heads(v), attn_mask=bias)
+        return ctx.transpose(1, 2).reshape(b, n, self.heads * self.head_dim)
+
+
+class _SelfOutput(nn.Module):
+    def __init__(self, cfg: JinaBertConfig) -> None:
+        super().__init__()
+        self.dense = nn.Linear(cfg.hidden_size, cfg.hidden_size)
+        self.LayerNorm = nn.LayerNorm(cfg.hidden_size, eps=cfg.layer_norm_eps)
+
+    def forward(self, ctx: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        return self.LayerNorm(self.dense(ctx) + x)
+
+
+class _Attention(nn.Module):
+    def __init__(self, cfg: JinaBertConfig) -> None:
+        super().__init__()
+        self.self = _SelfAttention(cfg)
+        self.output = _SelfOutput(cfg)
+
+    def forward(self, x: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+        return self.output(self.self(x, bias), x)
+
+
+def _activation(cfg: JinaBertConfig) -> nn.Module:
+    return nn.GELU() if cfg.feed_forward_type == "geglu" else nn.ReLU()
+
+
+class _GLUMLP(nn.Module):
+    """jina-bert-implementation: LN(wo(act(g[:i]) * g[i:]) + x)."""
+
+    def __init__(self, cfg: JinaBertConfig) -> None:
+        super().__init__()
+        self.inter = cfg.intermediate_size
+        self.gated_layers = nn.Linear(cfg.hidden_size, 2 * cfg.intermediate_size, bias=False)
+        self.act = _activation(cfg)
+        self.wo = nn.Linear(cfg.intermediate_size, cfg.hidden_size)
+        self.layernorm = nn.LayerNorm(cfg.hidden_size, eps=cfg.layer_norm_eps)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        g = self.gated_layers(x)
+        return self.layernorm(self.wo(self.act(g[..., : self.inter]) * g[..., self.inter:]) + x)
+
+
+class _UpGatedMLP(nn.Module):
+    """jina-bert-v2-qk-post-norm: down(u[:i] * act(u[i:])) (residual and norm in the layer)."""
+
+    def __init__(self, cfg: JinaBertConfig) -> None:
+        super().__init__()
+        self.inter = cfg.intermediate_size
+        self.up_gated_layer = nn.Linear(cfg.hidden_size, 2 * cfg.intermediate_size, bias=False)
+        self.act = _activation(cfg)
+        self.down_layer = nn.Linear(cfg.intermediate_size, cfg.hidden_size)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        u = self.up_gated_layer(x)
+        return self.down_layer(u[..., : self.inter] * self.act(u[..., self.inter:]))
+
+
+class _Layer(nn.Module):
+    def __init__(self, cfg: JinaBertConfig) -> None:
+        super().__init__()
+        self.qk_post_norm = cfg.qk_post_norm
+        self.attention = _Attention(cfg)
+        if cfg.qk_post_norm:
+            self.mlp: nn.Module = _UpGatedMLP(cfg)
+            self.layer_norm_1 = nn.LayerNorm(cfg.hidden_size, eps=cfg.layer_norm_eps)
+            self.layer_norm_2 = nn.LayerNorm(cfg.hidden_size, eps=cfg.layer_norm_eps)
+        else:
+            self.mlp = _GLUMLP(cfg)
+
+    def forward(self, x: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+        a = self.attention(x, bias)
+        if not self.qk_post_norm:
+            return self.mlp(a)
+        y = self.layer_norm_1(x + a)
+        return self.layer_norm_2(y + self.mlp(y))
+
+
+class _Encoder(nn.Module):
+    def __init__(self, cfg: JinaBertConfig) -> None:
+        super().__init__()
+        self.layer = nn.ModuleList(_Layer(cfg) for _ in range(cfg.num_hidden_layers))
+
+
+class JinaBertModel(nn.Module):
+    """Returns the last hidden state (B, L, H)."""
+
+    def __init__(self, cfg: JinaBertConfig) -> None:
+        super().__init__()
+        self.config = cfg
+        self.embeddings = _Embeddings(cfg)
+        self.encoder = _Encoder(cfg)
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
+        x = self.embeddings(input_ids)
+        n = input_ids.shape[1]
+        bias = alibi_bias(self.config.num_attention_heads, n, x.device, x.dtype)
+        if attention_mask is not None:
+            pad = (attention_mask[:, None, None, :] == 0)
+            bias = bias.masked_fill(pad, torch.finfo(x.dtype).min)
+        for layer in self.encoder.layer:
+            x = layer(x, bias)
+        return x
+
+    # ------------------------------------------------------------------ loading
+    @classmethod
+    def from_folder(cls, folder: Path, *, dtype: torch.dtype = torch.float32,
+                    device: str = "cpu") -> JinaBertModel:
+        raw = json.loads((folder / "config.json").read_text())
+        state = _read_state_dict(folder)
+        qk = any(".mlp.up_gated_layer." in k for k in state)
+        model = cls(JinaBertConfig.from_dict(raw, qk_post_norm=qk))
+        missing, unexpected = model.load_state_dict(state, strict=False)
+        if missing or unexpected:
+            raise ValueError(f"{folder} does not match the JinaBERT layout "
+                             f"({'qk-post-norm' if qk else 'jina-bert-implementation'}): "
+                             f"missing {missing[:5]}, unexpected {unexpected[:5]}")
+        model.to(device=device, dtype=dtype).eval()
+        for p in model.parameters():
+            p.requires_grad_(False)
+        return model
+
+
+def _read_state_dict(folder: Path) -> dict[str, torch.Tensor]:
+    files = sorted(folder.glob("*.safetensors"))
+    state: dict[str, torch.Tensor] = {}
+    if files:
+        from safetensors.torch import load_file
+
+        for f in files:
+            state.update(load_file(str(f)))
+    elif (folder / "pytorch_model.bin").is_file():
+        state = torch.load(str(folder / "pytorch_model.bin"), map_location="cpu", weights_only=True)
+    else:
+        raise FileNotFoundError(f"{folder} holds no model.safetensors or pytorch_model.bin")
+    out: dict[str, torch.Tensor] = {}
+    for key, value in state.items():
+        k = key.removeprefix("bert.")
+        if k.startswith(_IGNORED_PREFIXES) or k.endswith(_IGNORED_SUFFIXES):
+            continue
+        out[k] = value
+    return out

@@ -1,0 +1,81 @@
+"""Fixtures for the operations tests: a fault-injecting family registered through the real
+`models.FAMILIES` table, a figures report printed at the end of the run (and written to
+build/ops-report.json)."""
+
+from __future__ import annotations
+
+import importlib
+import json
+import sys
+import textwrap
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from helpers import ROOT
+
+FIGURES: dict[str, Any] = {}
+
+# A real family subclass whose forward pass raises for inputs containing a marker token. It lives in a
+# module file imported by name, as FAMILIES' "module:Class" entries are.
+FAULTY_MODULE = '''
+"""Test-only family: the generic sentence-transformers family, whose forward pass raises when a batch
+holds the token ids of the marker word. Registered in jinaserve.models.FAMILIES by the ops tests."""
+from jinaserve.models import FAMILIES
+from jinaserve.models.sentence_transformer import SentenceTransformerFamily
+
+MARKER = "kaboom"
+
+
+class FaultyFamily(SentenceTransformerFamily):
+    _marker_ids = None
+
+    def run_batch(self, payloads):
+        if self._marker_ids is None:
+            ids = self.tokenizer(MARKER, add_special_tokens=False)["input_ids"]
+            type(self)._marker_ids = list(ids)
+        m = self._marker_ids
+        for p in payloads:
+            ids = list(p.ids)
+            if any(ids[i:i + len(m)] == m for i in range(len(ids) - len(m) + 1)):
+                raise RuntimeError("injected fault: marker in input")
+        return super().run_batch(payloads)
+
+
+FAMILIES["ops_faulty"] = "ops_faulty_family:FaultyFamily"
+'''
+
+
+@pytest.fixture(scope="session")
+def faulty_family(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """Registers family "ops_faulty" in jinaserve.models.FAMILIES; yields the marker word."""
+    from jinaserve.models import FAMILIES
+
+    d = tmp_path_factory.mktemp("ops-faulty")
+    (d / "ops_faulty_family.py").write_text(textwrap.dedent(FAULTY_MODULE))
+    sys.path.insert(0, str(d))
+    module = importlib.import_module("ops_faulty_family")
+    try:
+        yield module.MARKER
+    finally:
+        FAMILIES.pop("ops_faulty", None)
+        sys.path.remove(str(d))
+
+
+def record(name: str, **values: Any) -> None:
+    FIGURES[name] = values
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    if not FIGURES:
+        return
+    terminalreporter.section("jinaserve ops figures")
+    for name, values in FIGURES.items():
+        terminalreporter.write_line(f"{name}: " + ", ".join(f"{k}={v}" for k, v in values.items()))
+    out = ROOT / "build" / "ops-report.json"
+    try:
+        out.parent.mkdir(exist_ok=True)
+        out.write_text(json.dumps(FIGURES, indent=2) + "\n")
+    except OSError:
+        pass
