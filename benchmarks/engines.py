@@ -3,14 +3,15 @@
 - jinaserve: `python -m jinaserve serve` from this checkout's venv (`--threads`, `--max-batch-size`).
 - Infinity (`infinity-emb` from PyPI) in its own venv, `benchmarks/.venvs/infinity`, created on demand
   (torch 2.13.0 CPU first so no CUDA build is pulled, then `infinity-emb[server,torch]`).
-- llama.cpp: jinaserve's `--runtime llamacpp` once `jinaserve.runtimes.llamacpp_runtime` exists and a
-  GGUF of the benchmark model is given (`--gguf PATH` / `JINASERVE_BENCH_GGUF`); see `llamacpp_args`.
+- llama.cpp: jinaserve's `--runtime llamacpp` (llama-cpp-python) on a GGUF of the same model, converted
+  here with llama.cpp's converter (or `--gguf PATH`); skipped with the reason when it cannot run.
 """
 
 from __future__ import annotations
 
 import importlib.util
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -53,6 +54,15 @@ def peak_rss_mib(pid: int) -> float | None:
     except OSError:
         return None
     return None
+
+
+def cpu_seconds(pid: int) -> float | None:
+    """User + system CPU time of a live process (all its threads), in seconds (Linux)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return None
 
 
 @dataclass
@@ -102,6 +112,9 @@ class Server:
 
     def peak_rss_mib(self) -> float | None:
         return peak_rss_mib(self.proc.pid) if self.proc and self.proc.poll() is None else None
+
+    def cpu_seconds(self) -> float | None:
+        return cpu_seconds(self.proc.pid) if self.proc and self.proc.poll() is None else None
 
     def stop(self) -> None:
         if self.proc is None:
@@ -180,19 +193,41 @@ def infinity_server(name: str, model_dir: Path, served_name: str, *, threads: in
     return Server(name, cmd, env, port, "/health", logs / f"{name}.log")
 
 
-# --------------------------------------------------------------------------- llama.cpp (hook)
-def llamacpp_available() -> bool:
+# --------------------------------------------------------------------------- llama.cpp
+def llamacpp_available() -> str | None:
+    """None when jinaserve's llama.cpp runtime can run here, else why not."""
     try:
-        return importlib.util.find_spec("jinaserve.runtimes.llamacpp_runtime") is not None and \
-            importlib.util.find_spec("llama_cpp") is not None
-    except (ImportError, ValueError):
-        return False
+        if importlib.util.find_spec("jinaserve.runtimes.llamacpp_runtime") is None:
+            return "jinaserve.runtimes.llamacpp_runtime does not exist"
+        if importlib.util.find_spec("llama_cpp") is None:
+            return "llama-cpp-python is not installed (pip install 'jinaserve[gguf]')"
+    except (ImportError, ValueError) as exc:
+        return str(exc)
+    return None
 
 
-def llamacpp_args(gguf: str | None) -> list[str] | None:
-    """Extra `jinaserve serve` arguments for the llama.cpp baseline column, or None when it cannot run
-    here (no runtime module, no llama-cpp-python, or no GGUF file of the benchmark model)."""
-    gguf = gguf or os.environ.get("JINASERVE_BENCH_GGUF")
-    if not gguf or not llamacpp_available() or not Path(gguf).is_file():
-        return None
-    return ["--runtime", "llamacpp"]
+def prepare_gguf(model_dir: Path, work: Path, outtype: str, log: Path, gguf: str | None = None) -> Path:
+    """A folder holding a GGUF of `model_dir` plus its sentence-transformers files (tokenizer, pooling,
+    normalisation), for `jinaserve serve --runtime llamacpp --models NAME=FOLDER`.
+
+    `gguf` (a ready file, `--gguf` / JINASERVE_BENCH_GGUF) is used as is; otherwise the checkpoint is
+    converted with llama.cpp's own converter (`python -m jinaserve.runtimes.gguf_convert`)."""
+    folder = work / "minilm-gguf"
+    folder.mkdir(parents=True, exist_ok=True)
+    for item in model_dir.iterdir():
+        if item.suffix in {".safetensors", ".bin", ".onnx"} or item.name in {"onnx", "openvino"}:
+            continue
+        if item.is_dir():
+            shutil.copytree(item, folder / item.name, dirs_exist_ok=True)
+        else:
+            shutil.copy(item, folder / item.name)
+    target = folder / f"model-{outtype.upper()}.gguf"
+    if gguf:
+        shutil.copy(gguf, target)
+        return folder
+    with log.open("ab") as out:
+        rc = subprocess.call([sys.executable, "-m", "jinaserve.runtimes.gguf_convert", str(model_dir), str(target),
+                              "--outtype", outtype], stdout=out, stderr=subprocess.STDOUT, cwd=str(ROOT))
+    if rc != 0 or not target.is_file():
+        raise RuntimeError(f"GGUF conversion of {model_dir} failed ({rc}); see {log}")
+    return folder

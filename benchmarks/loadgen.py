@@ -87,10 +87,7 @@ def check_response(spec: LoadSpec, status: int, content: bytes) -> str | None:
         if len(data) != spec.inputs_per_request:
             return f"{len(data)} embeddings for {spec.inputs_per_request} inputs"
         first = data[0]["embedding"]
-        if isinstance(first, str):
-            width = len(base64.b64decode(first)) // 4
-        else:
-            width = len(first)
+        width = len(base64.b64decode(first)) // 4 if isinstance(first, str) else len(first)
         if spec.dims is not None and width != spec.dims:
             return f"vector width {width}, expected {spec.dims}"
         return None
@@ -154,6 +151,7 @@ async def run_load(spec: LoadSpec) -> dict[str, Any]:
         "n_errors": len(phase.errors),
         "requests": len(lat),
         "inputs": phase.inputs,
+        "warm_inputs": warm.inputs,
         "wall_s": wall,
         "client_cpu_s": (cpu1.ru_utime + cpu1.ru_stime) - (cpu0.ru_utime + cpu0.ru_stime),
         "latencies_s": lat,

@@ -112,8 +112,9 @@ def main() -> None:
                 results = {mode: statistics.median(v) for mode, v in samples.items()}
                 del models
             scale = depth / args.layers
-            print(f"\n{label}: full depth {depth} layers; transformer-layer weights {layer_bytes * scale / 2**20:.0f} MiB "
-                  f"fp32 (memory below scaled to full depth)")
+            mib = layer_bytes * scale / 2**20
+            print(f"\n{label}: full depth {depth} layers; transformer-layer weights {mib:.0f} MiB fp32 "
+                  f"(memory below scaled to full depth)")
             for mode in ("base", "merged", "lora"):
                 ratio = results[mode] / results["base"]
                 mem = f", +{extra[mode] * scale / 2**20:.0f} MiB for 4 tasks" if mode in extra else ""

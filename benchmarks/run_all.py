@@ -20,6 +20,7 @@ import argparse
 import os
 import platform
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -54,6 +55,7 @@ class Cell:
     requests: int = 0
     wall_s: float = 0.0
     client_cpu_s: float | None = None
+    cpu_ms_per_input: float | None = None  # engine process CPU time (all threads) per input
     error: str | None = None
 
 
@@ -88,9 +90,11 @@ def _cell_from(engine: str, w: Workload, res: dict[str, Any], rss: float | None)
         return Cell(engine, w.key, False, error="; ".join(res.get("errors") or ["no successful request"])[:300])
     lat = sorted(res["latencies_s"])
     sps = res["inputs"] / res["wall_s"] if res["wall_s"] > 0 else 0.0
+    cpu, n_cpu = res.get("engine_cpu_s"), res.get("engine_cpu_inputs")
     return Cell(engine, w.key, True, sentences_s=sps, tokens_s=sps * w.tokens_per_input,
                 p50_ms=statistics.median(lat) * 1e3, p99_ms=_pct(lat, 0.99) * 1e3, peak_rss_mib=rss,
-                requests=res["requests"], wall_s=res["wall_s"], client_cpu_s=res.get("client_cpu_s"))
+                requests=res["requests"], wall_s=res["wall_s"], client_cpu_s=res.get("client_cpu_s"),
+                cpu_ms_per_input=(1e3 * cpu / n_cpu) if cpu is not None and n_cpu else None)
 
 
 def _run_json(module: str, spec: dict[str, Any], tmp: Path, timeout: float, python: str | None = None,
@@ -111,13 +115,20 @@ def load_cells(run: Run, engine: str, server: engines.Server, workloads: list[Wo
         spec = {"base_url": server.url, "model": model, "kind": w.kind, "api": api, "clients": w.clients,
                 "inputs_per_request": w.per_request, "texts": w.texts, "query": w.query, "fmt": w.fmt,
                 "dims": MINILM_DIMS if w.kind == "embed" else None, "duration_s": duration}
+        cpu0 = server.cpu_seconds()
         try:
             res = _run_json("benchmarks.loadgen", spec, tmp, timeout=duration + 600)
         except Exception as exc:
             res = {"ok": False, "errors": [str(exc)]}
+        cpu1 = server.cpu_seconds()
+        if cpu0 is not None and cpu1 is not None and res.get("ok"):
+            # includes the warm-up requests (one per client), so count their inputs too
+            res["engine_cpu_s"] = cpu1 - cpu0
+            res["engine_cpu_inputs"] = res["inputs"] + res.get("warm_inputs", 0)
         cell = _cell_from(engine, w, res, server.peak_rss_mib())
         run.add(cell)
-        log(f"  {engine:14s} {w.key:18s} " + (f"{cell.sentences_s:9.1f} inputs/s  p50 {cell.p50_ms:8.1f} ms"
+        log(f"  {engine:14s} {w.key:18s} " + (f"{cell.sentences_s:9.1f} inputs/s  p50 {cell.p50_ms:8.1f} ms  "
+                                                f"cpu {_fmt(cell.cpu_ms_per_input, 2)} ms/input"
                                                 if cell.ok else f"FAILED: {cell.error}"))
 
 
@@ -286,10 +297,12 @@ def render(run: Run, workloads: list[Workload]) -> str:
            "long = 252, rerank pairs = 61 / 511.", "",
            "Ratios: jinaserve's throughput divided by the baseline's on the same workload, in this run. "
            "`st` runs `encode(batch of 32)` (1 for the 1×1 row) in-process; its 64×1 figure is the same "
-           "batched call. Peak RSS: the engine process's high-water mark (VmHWM) so far.", "",
-           "| workload | engine | inputs/s | tokens/s | p50 ms | p99 ms | peak RSS MiB | "
+           "batched call. Peak RSS: the engine process's high-water mark (VmHWM) so far. CPU ms/input: the "
+           "engine process's CPU time (all threads) per input, a figure less sensitive to other load on the "
+           "machine than throughput.", "",
+           "| workload | engine | inputs/s | tokens/s | p50 ms | p99 ms | peak RSS MiB | CPU ms/input | "
            + " | ".join(label for _, label in BASELINES) + " |",
-           "|---|---|---:|---:|---:|---:|---:|" + "---:|" * len(BASELINES)]
+           "|---|---|---:|---:|---:|---:|---:|---:|" + "---:|" * len(BASELINES)]
     order = ["jinaserve", "jinaserve-bs1", "llamacpp", "infinity", "st"]
     for w in workloads:
         row_cells = run.cells.get(w.key, {})
@@ -298,14 +311,15 @@ def render(run: Run, workloads: list[Workload]) -> str:
             if c is None:
                 continue
             if not c.ok:
-                out.append(f"| {w.label} | {eng} | failed: {c.error} |  |  |  |  |" + " |" * len(BASELINES))
+                out.append(f"| {w.label} | {eng} | failed: {c.error} |  |  |  |  |  |" + " |" * len(BASELINES))
                 continue
             ratios = []
             for b, _ in BASELINES:
                 r = _ratio(run, w.key, eng, b) if eng != b and eng != "st" else None
                 ratios.append(_fmt(r, 2) + ("×" if r is not None else ""))
             out.append(f"| {w.label} | {eng} | {_fmt(c.sentences_s)} | {_fmt(c.tokens_s, 0)} | {_fmt(c.p50_ms, 2)} | "
-                       f"{_fmt(c.p99_ms, 2)} | {_fmt(c.peak_rss_mib, 0)} | " + " | ".join(ratios) + " |")
+                       f"{_fmt(c.p99_ms, 2)} | {_fmt(c.peak_rss_mib, 0)} | {_fmt(c.cpu_ms_per_input, 2)} | "
+                       + " | ".join(ratios) + " |")
     if run.overhead:
         o = run.overhead
         out += ["", "## Per-request overhead (1 input, short text, base64)", "",
@@ -356,14 +370,22 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--engines", default=",".join(ALL_ENGINES), help=f"subset of {','.join(ALL_ENGINES)}")
     p.add_argument("--workloads", default="all", help=f"'all' or a subset of {','.join(ALL_KEYS)}")
     p.add_argument("--out", type=Path, default=DEFAULT_OUT, help="results folder (default benchmarks/results)")
-    p.add_argument("--gguf", default=None, help="GGUF of all-MiniLM-L6-v2 for the llama.cpp column")
+    p.add_argument("--gguf", default=None, help="GGUF of all-MiniLM-L6-v2 for the llama.cpp column "
+                   "(default: convert it here)")
+    p.add_argument("--gguf-outtype", default="q8_0", choices=["f32", "f16", "q8_0"],
+                   help="GGUF weight type when converting (default q8_0)")
     p.add_argument("--no-overhead", action="store_true", help="skip the per-request overhead measurement")
     p.add_argument("--no-profile", action="store_true", help="do not py-spy the cells of missed targets")
     return p.parse_args(argv)
 
 
+def _exit_on_sigterm(signum: int, frame: object) -> None:
+    raise SystemExit(128 + signum)  # unwinds the `with` blocks, so every server we started is stopped
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
     threads = args.threads or (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 2)
     eng = [e.strip() for e in args.engines.split(",") if e.strip()]
     bad = [e for e in eng if e not in ALL_ENGINES]
@@ -421,20 +443,24 @@ def main(argv: list[str] | None = None) -> int:
                     load_cells(run, "jinaserve-bs1", srv, bs1_w, "jina", "minilm", args.duration, tmp)
 
         if "llamacpp" in eng and embed_w:
-            extra = engines.llamacpp_args(args.gguf)
-            if extra is None:
-                run.notes.append("llama.cpp column: not run — needs `jinaserve.runtimes.llamacpp_runtime`, "
-                                 "llama-cpp-python and a GGUF of all-MiniLM-L6-v2 (`--gguf PATH` or "
-                                 "JINASERVE_BENCH_GGUF).")
+            why = engines.llamacpp_available()
+            if why is not None:
+                run.notes.append(f"llama.cpp column not run: {why}.")
+                log(f"llama.cpp skipped: {why}")
             else:
-                log("jinaserve --runtime llamacpp")
-                gguf = args.gguf or os.environ["JINASERVE_BENCH_GGUF"]
+                log(f"jinaserve --runtime llamacpp ({args.gguf_outtype})")
                 try:
-                    with engines.jinaserve_server("llamacpp", [f"minilm={gguf}"], threads=threads, logs=logs,
-                                                  extra_args=extra) as srv:
+                    folder = engines.prepare_gguf(minilm, tmp, args.gguf_outtype, logs / "gguf-convert.log",
+                                                  args.gguf or os.environ.get("JINASERVE_BENCH_GGUF"))
+                    with engines.jinaserve_server("llamacpp", [f"minilm={folder}"], threads=threads, logs=logs,
+                                                  extra_args=["--runtime", "llamacpp"]) as srv:
+                        log(f"  llama.cpp up in {srv.started_in_s:.1f}s on :{srv.port}")
                         load_cells(run, "llamacpp", srv, embed_w, "jina", "minilm", args.duration, tmp)
+                    run.notes.append(f"llama.cpp column: jinaserve --runtime llamacpp on a {args.gguf_outtype.upper()} "
+                                     f"GGUF of all-MiniLM-L6-v2 (llama-cpp-python), same batcher and HTTP stack.")
                 except Exception as exc:
                     run.notes.append(f"llama.cpp column failed: {str(exc)[:500]}")
+                    log(f"llama.cpp failed: {exc}")
 
         if "jinaserve" in eng:
             if embed_w and not args.no_overhead:

@@ -23,6 +23,7 @@ def _loop(call, chunks: list[list[str]], duration_s: float, max_calls: int = 1_0
     call(chunks[0])  # warm-up
     lat: list[float] = []
     n_inputs = 0
+    ru0 = resource.getrusage(resource.RUSAGE_SELF)
     t0 = time.perf_counter()
     deadline = t0 + duration_s
     i = 0
@@ -34,8 +35,10 @@ def _loop(call, chunks: list[list[str]], duration_s: float, max_calls: int = 1_0
         lat.append(time.perf_counter() - s)
         n_inputs += len(chunk)
     wall = time.perf_counter() - t0
+    ru1 = resource.getrusage(resource.RUSAGE_SELF)
+    cpu = (ru1.ru_utime + ru1.ru_stime) - (ru0.ru_utime + ru0.ru_stime)
     return {"ok": True, "requests": len(lat), "inputs": n_inputs, "wall_s": wall, "latencies_s": sorted(lat),
-            "errors": [], "n_errors": 0}
+            "errors": [], "n_errors": 0, "engine_cpu_s": cpu, "engine_cpu_inputs": n_inputs}
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -47,6 +47,8 @@ def serve(
     config: ConfigOpt = None,
     runtime: Annotated[str | None, typer.Option(help="torch | llamacpp")] = None,
     quant: Annotated[str | None, typer.Option(help="GGUF quantisation, e.g. Q8_0 (llamacpp runtime).")] = None,
+    ctx_size: Annotated[int | None, typer.Option("--ctx-size", help="llamacpp: context size in tokens.")] = None,
+    llama_batch: Annotated[int | None, typer.Option("--llama-batch", help="llamacpp: tokens per decode call.")] = None,
     threads: Annotated[int | None, typer.Option(help="CPU threads for inference.")] = None,
     offline: OfflineOpt = None,
     max_batch_tokens: Annotated[int | None, typer.Option(help="Padded tokens per forward pass.")] = None,
@@ -65,6 +67,7 @@ def serve(
     """Start the HTTP server (or, with --ray, a Ray Serve application of N replicas)."""
     settings = _settings(config, models=_csv(models), host=host, port=port, device=device, dtype=dtype,
                          api_keys=api_key or None, runtime=runtime, quant=quant, threads=threads,
+                         gguf_ctx_size=ctx_size, gguf_batch_size=llama_batch,
                          offline=offline, max_batch_tokens=max_batch_tokens, max_batch_size=max_batch_size,
                          log_format=log_format, bundle=bundle)
     if ray:

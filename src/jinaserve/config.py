@@ -50,6 +50,10 @@ class Settings(BaseSettings):
     dtype: Literal["auto", "float32", "float16", "bfloat16"] = "auto"
     runtime: Literal["torch", "llamacpp"] = "torch"
     quant: str | None = Field(default=None, description="GGUF quantisation to load (llamacpp runtime).")
+    gguf_ctx_size: int | None = Field(default=None, description="llamacpp runtime: context size in tokens "
+                                      "(default: min(the model's trained context, 8192)); caps max tokens.")
+    gguf_batch_size: int | None = Field(default=None, description="llamacpp runtime: tokens per llama.cpp "
+                                        "decode call (default: the context size).")
     threads: int | None = Field(default=None, description="CPU threads for inference (default: all cores).")
     offline: bool = Field(default=False, description="Never contact a model hub; use local/cached files.")
     cache_dir: str | None = Field(default=None, description="Model cache folder (default: HF cache).")

@@ -340,7 +340,14 @@ def load_image(source: Any, *, policy: ImageFetchPolicy | None = None, index: in
             return _read_local(Path(text).expanduser(), policy, index)
     elif not isinstance(source, bytes | bytearray | memoryview):
         raise _fail(index, f"unsupported image source type {type(source).__name__}")
-    return decode_image_bytes(source_bytes(source, policy, index), policy, index)
+    try:
+        return decode_image_bytes(source_bytes(source, policy, index), policy, index)
+    except InvalidImageError as exc:
+        if isinstance(source, str) and not allow_local and re.match(r"^(/|\./|\.\./|~|[A-Za-z]:\\)", source.strip()):
+            # base64 may start with "/" (JPEG: "/9j/"), so a path is only suspected once decoding failed
+            raise InvalidImageError(f"{exc.message} (local file paths are read only by the in-process API; over "
+                                    f"HTTP send base64, a data: URI or an http(s) URL)") from None
+        raise
 
 
 def _looks_like_path(text: str) -> bool:

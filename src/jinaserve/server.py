@@ -3,7 +3,11 @@ batchers, exit 0."""
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
+import threading
+from collections.abc import Iterator
 
 import uvicorn
 
@@ -20,6 +24,23 @@ def apply_offline_env(settings: Settings) -> None:
             os.environ[var] = "1"
 
 
+class _Server(uvicorn.Server):
+    """uvicorn re-raises SIGTERM/SIGINT after its graceful shutdown (so the process dies by the signal,
+    exit status -15). A clean drain is a success: handle the signals and return normally (exit 0)."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+        previous = {sig: signal.signal(sig, self.handle_exit) for sig in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            yield
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+
+
 def serve(settings: Settings) -> None:
     apply_offline_env(settings)
     setup_logging(settings.log_format, settings.log_level)
@@ -27,4 +48,4 @@ def serve(settings: Settings) -> None:
     config = uvicorn.Config(app, host=settings.host, port=settings.port, log_config=None,
                             timeout_graceful_shutdown=int(settings.graceful_timeout_s), access_log=False,
                             lifespan="on")
-    uvicorn.Server(config).run()
+    _Server(config).run()

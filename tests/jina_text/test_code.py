@@ -54,7 +54,7 @@ def test_left_padding_and_last_token_pooling(code_svc):
     fam = code_svc.family
     assert fam.padding_side == "left" and fam.pooling == "last"
     seqs = [[5, 6, 7], [8], [9, 10]]
-    ids, mask = pad_batch(seqs, fam.pad_id, side="left")
+    _, mask = pad_batch(seqs, fam.pad_id, side="left")
     assert mask.tolist() == [[1, 1, 1], [0, 0, 1], [0, 1, 1]]
     hidden = torch.arange(3 * 3 * 2, dtype=torch.float32).view(3, 3, 2)
     # left padding: every sequence ends in the last column

@@ -38,8 +38,8 @@ def test_matches_the_handwritten_forward(v2):
     np.testing.assert_allclose(embed(svc, TEXTS), singles, atol=ATOL)
 
 
-def test_fp32_only_and_hosted_fields(v2, v2_dir):
-    _, folder, svc = v2
+def test_fp32_only_and_hosted_fields(v2):
+    _, _, svc = v2
     assert next(svc.family.model.parameters()).dtype == torch.float32
     # hosted v2 has no task / dimensions: a task (pymilvus sends one) and dimensions are ignored
     base = embed(svc, TEXTS)

@@ -167,3 +167,19 @@ def test_adapter_modes_keep_memory_and_weights_apart(v5_small_dir: Path):
         assert q.weight is not w_retrieval and not torch.equal(q.weight, w_retrieval)
         adapters.activate("retrieval")
         assert q.weight.data_ptr() == w_retrieval.data_ptr()
+
+
+def test_auto_mode_merges_only_when_the_copies_fit(v5_small_dir: Path, monkeypatch):
+    from jinaserve.models import lora
+
+    assert svc_mode(v5_small_dir) in ("merged", "lora")  # the catalog default (auto) loads either way
+    monkeypatch.setattr(lora, "free_memory_bytes", lambda device: 10**12)
+    assert svc_mode(v5_small_dir) == "merged"
+    monkeypatch.setattr(lora, "free_memory_bytes", lambda device: 1000)  # the copies would not fit
+    assert svc_mode(v5_small_dir) == "lora"
+
+
+def svc_mode(folder: Path) -> str:
+    with service("jina-embeddings-v5-text-small", folder) as svc:
+        assert svc.spec.extra["adapter_mode"] == "auto"
+        return svc.family.adapters.mode

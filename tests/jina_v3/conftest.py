@@ -6,10 +6,13 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from builders import TinyV3, build_hf_checkpoint, build_remote_checkpoint  # noqa: E402
+from builders import TinyV3, build_hf_checkpoint, build_remote_checkpoint
+
+torch.set_num_threads(1)  # tiny models: one thread is fastest, and the test machine is shared
 
 
 @pytest.fixture(scope="session")

@@ -6,12 +6,13 @@ import numpy as np
 import pytest
 from builders import PREFIXES
 from reference import hidden_states, tokenizer
-from test_v3_model import SPEC, load
+from test_v3_model import load
 
 from jinaserve.engine.service import ModelService
 from jinaserve.errors import InvalidInputError, TokenLimitExceededError
 from jinaserve.jobs import EmbedInput, EmbedOptions
 
+CONTEXT = 128  # the tiny checkpoint's max_position_embeddings (130) - 2
 CHUNKS = ["Organic skincare", "for sensitive skin", "with aloe vera and chamomile."]
 
 
@@ -75,15 +76,14 @@ def long_inputs(tok, prefix: str) -> list[str]:
     sentence = "The quick brown fox jumps over the lazy dog near the river bank."
     texts = [f"{sentence} {i}" for i in range(6)]
     n = [len(tok(" " + t, add_special_tokens=False)["input_ids"]) for t in texts]
-    budget = SPEC.max_tokens if False else 128
-    budget -= 2 + len(tok(prefix, add_special_tokens=False)["input_ids"])
+    budget = CONTEXT - 2 - len(tok(prefix, add_special_tokens=False)["input_ids"])
     assert n[0] + n[1] <= budget < n[0] + n[1] + n[2], (n, budget)
     return texts
 
 
 def test_over_length_without_truncate_is_400(v3_hf, service):
     texts = long_inputs(tokenizer(str(v3_hf.folder)), PREFIXES["retrieval.passage"])
-    with pytest.raises(TokenLimitExceededError, match="late_chunking|joined"):
+    with pytest.raises(TokenLimitExceededError, match="joined into one text"):
         late(service, texts, task="retrieval.passage", truncate=False)
 
 
@@ -91,7 +91,7 @@ def test_over_length_with_truncate_packs_whole_inputs_into_windows(v3_hf, servic
     texts = long_inputs(tokenizer(str(v3_hf.folder)), PREFIXES["retrieval.passage"])
     plan = service.family.plan_embed([EmbedInput(text=t) for t in texts],
                                      EmbedOptions(task="retrieval.passage", late_chunking=True, truncate=True))
-    assert len(plan.items) == 3 and all(it.n_tokens <= 128 for it in plan.items)
+    assert len(plan.items) == 3 and all(it.n_tokens <= CONTEXT for it in plan.items)
     res = late(service, texts, task="retrieval.passage", truncate=True)
     assert len(res.vectors) == 6
     for w in range(3):  # each window equals a separate late-chunking request of its two inputs
@@ -103,7 +103,7 @@ def test_single_input_longer_than_context_is_cut_like_normal_truncation(service)
     text = " ".join(["Berlin is the capital of Germany; Paris is the capital of France."] * 12)
     a = late(service, [text], task="retrieval.query", truncate=True)
     b = service.embed_sync([EmbedInput(text=text)], EmbedOptions(task="retrieval.query", truncate=True))
-    assert a.total_tokens == b.total_tokens == 128
+    assert a.total_tokens == b.total_tokens == CONTEXT
     np.testing.assert_allclose(a.vectors[0], b.vectors[0], atol=2e-5)
 
 

@@ -26,13 +26,13 @@ TEXTS = ["Organic skincare for sensitive skin", "Berlin is the capital of German
 ATOL = 2e-5  # fp32, same math in a different order
 
 
-def load(folder, mode: str = "merged", monkeypatch=None) -> JinaV3Family:
+def load(folder, mode: str = "merged") -> JinaV3Family:
     import os
 
     old = os.environ.get("JINASERVE_V3_ADAPTERS")
     os.environ["JINASERVE_V3_ADAPTERS"] = mode
     try:
-        return JinaV3Family.load(SPEC, folder, LoadOptions(device="cpu", offline=True))
+        return JinaV3Family.load(SPEC, folder, LoadOptions(device="cpu", offline=True, threads=1))
     finally:
         if old is None:
             os.environ.pop("JINASERVE_V3_ADAPTERS", None)
@@ -195,3 +195,18 @@ def test_mixed_task_batches_equal_single_requests(fam):
 def test_max_tokens_follow_the_checkpoint(fam):
     assert fam.spec.max_tokens == 128 and fam.spec.dims == 32
     assert replace(SPEC).max_tokens == 8192  # the catalog row itself is untouched
+
+
+def test_merged_mode_merges_only_tasks_in_use(v3_hf):
+    from jinaserve.models.jina_v3 import TaskLinear
+
+    family = load(v3_hf.folder)
+    linears = [m for m in family.model.modules() if isinstance(m, TaskLinear)]
+    assert len(linears) == 2 * 6 and all(not m.merged for m in linears)  # q, k, v, o, fc1, fc2 per layer
+    embed(family, ["x"], task="retrieval.query")
+    assert all(set(m.merged) == {"retrieval_query"} for m in linears)
+    family.prepare_task("separation")
+    assert all(set(m.merged) == {"retrieval_query", "separation"} for m in linears)
+    runtime = load(v3_hf.folder, "runtime")
+    embed(runtime, ["x"], task="retrieval.query")
+    assert all(not m.merged and len(m.factors) == 5 for m in runtime.model.modules() if isinstance(m, TaskLinear))

@@ -12,10 +12,9 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from ops_figures import FIGURES
 
 from helpers import ROOT
-
-FIGURES: dict[str, Any] = {}
 
 # A real family subclass whose forward pass raises for inputs containing a marker token. It lives in a
 # module file imported by name, as FAMILIES' "module:Class" entries are.
@@ -61,10 +60,6 @@ def faulty_family(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     finally:
         FAMILIES.pop("ops_faulty", None)
         sys.path.remove(str(d))
-
-
-def record(name: str, **values: Any) -> None:
-    FIGURES[name] = values
 
 
 def pytest_terminal_summary(terminalreporter: Any) -> None:

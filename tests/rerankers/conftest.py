@@ -25,3 +25,10 @@ def tiny_v3_separate_projector_path(tmp_path_factory: pytest.TempPathFactory) ->
 @pytest.fixture(scope="session")
 def tiny_v2(tmp_path_factory: pytest.TempPathFactory):
     return build_tiny_v2(tmp_path_factory.mktemp("tiny-v2"))
+
+
+@pytest.fixture(scope="session")
+def tiny_m0(tmp_path_factory: pytest.TempPathFactory):
+    from builders import build_tiny_m0
+
+    return build_tiny_m0(tmp_path_factory.mktemp("tiny-m0"))

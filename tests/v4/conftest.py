@@ -15,11 +15,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from tiny_v4 import build_tiny_v4, build_tiny_v4_merged, make_png  # noqa: E402
-
-PNG = make_png()
-PNG2 = make_png(size=(40, 70), color=(20, 160, 90))
-JPEG = make_png(size=(90, 60), color=(30, 60, 220), fmt="JPEG")
+from tiny_v4 import JPEG, PNG, build_tiny_v4, build_tiny_v4_merged
 
 
 @pytest.fixture(scope="session")

@@ -127,7 +127,8 @@ def build_tiny_v4(dst: Path, *, seed: int = 0, rank: int = 4, alpha: float = 8.0
     save_file(lora, str(dst / "adapters" / "adapter_model.safetensors"), metadata={"format": "pt"})
     (dst / "adapters" / "adapter_config.json").write_text(json.dumps({
         "peft_type": "LORA", "r": rank, "lora_alpha": alpha, "lora_dropout": 0.0, "bias": "none",
-        "target_modules": "(.*(model).*(down_proj|gate_proj|up_proj|k_proj|q_proj|v_proj|o_proj).*$|.*(multi_vector_projector).*$)",
+        "target_modules": "(.*(model).*(down_proj|gate_proj|up_proj|k_proj|q_proj|v_proj|o_proj).*$"
+                          "|.*(multi_vector_projector).*$)",
         "use_rslora": False, "use_dora": False, "task_type": "FEATURE_EXTRACTION"}, indent=1))
     return dst
 
@@ -181,3 +182,8 @@ def make_png(path: Path | None = None, size: tuple[int, int] = (64, 48), color: 
     if path is not None:
         path.write_bytes(data)
     return data
+
+
+PNG = make_png()
+PNG2 = make_png(size=(40, 70), color=(20, 160, 90))
+JPEG = make_png(size=(90, 60), color=(30, 60, 220), fmt="JPEG")

@@ -28,7 +28,7 @@ def _v5_tasks(adapter_of: dict[str, str | None]) -> tuple[TaskSpec, ...]:
 
 V5_SIZES = {
     # size: (backbone, dims, matryoshka, max tokens, params, adapter mode, description)
-    "small": ("qwen3", 1024, (32, 64, 128, 256, 512, 768, 1024), 32768, "677M", "merged",
+    "small": ("qwen3", 1024, (32, 64, 128, 256, 512, 768, 1024), 32768, "677M", "auto",
               "Qwen3-0.6B-Base + 4 task LoRAs; multilingual text embeddings"),
     "nano": ("eurobert", 768, (32, 64, 128, 256, 512, 768), 8192, "239M", "merged",
              "EuroBERT-210M (bidirectional) + 4 task LoRAs; multilingual text embeddings"),

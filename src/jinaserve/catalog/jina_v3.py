@@ -44,6 +44,9 @@ ROWS: list[ModelSpec] = [
         description="Multilingual XLM-RoBERTa + RoPE, 5 task LoRA adapters, Matryoshka, late chunking.",
         options=frozenset({"late_chunking"}),
         extra={
+            # A folder whose config names one of these architectures is served with this row
+            # (`jinaserve serve --models /path/to/snapshot`): native -hf layout and remote-code layout.
+            "detect_architectures": ("JinaEmbeddingsV3Model", "XLMRobertaLoRA"),
             # The remote-code checkpoint's adapter order (config `lora_adaptations`); used when a folder in
             # that layout has no such list in its config.
             "lora_adaptations": ["retrieval.query", "retrieval.passage", "separation", "classification",

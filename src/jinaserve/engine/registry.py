@@ -11,7 +11,7 @@ from typing import Literal
 from .. import metrics
 from ..catalog import lookup
 from ..config import DEFAULT_MODELS, OFFLINE_FALLBACK_MODEL, Settings
-from ..errors import ModelNotFoundError, ModelNotReadyError
+from ..errors import ModelLoadError, ModelNotFoundError, ModelNotReadyError
 from ..images import ImageFetchPolicy
 from ..models import family_class
 from ..models.loading import LoadOptions
@@ -38,18 +38,33 @@ class ModelStatus:
 def load_options(settings: Settings) -> LoadOptions:
     return LoadOptions(device=settings.device, dtype=settings.dtype, threads=settings.threads,
                        runtime=settings.runtime, quant=settings.quant, offline=settings.offline,
+                       gguf_ctx_size=settings.gguf_ctx_size, gguf_batch_size=settings.gguf_batch_size,
                        cache_dir=settings.cache_dir, trust_remote_code=settings.trust_remote_code,
                        image_policy=ImageFetchPolicy.from_settings(settings),
                        rerank_block_tokens=settings.rerank_block_tokens)
+
+
+def uses_llamacpp(ref: ModelRef, runtime: str) -> bool:
+    """`--runtime llamacpp`, a local GGUF file / folder of GGUF files, or a row published only as GGUF."""
+    if runtime == "llamacpp":
+        return True
+    if ref.local_path is not None:
+        return ref.local_path.suffix.lower() == ".gguf" or not ref.spec.family
+    return ref.spec.hf_repo is None and ref.spec.gguf is not None
 
 
 def load_service(arg: str, settings: Settings) -> ModelService:
     """Resolve, fetch and load one model; returns its running service."""
     opts = load_options(settings)
     ref: ModelRef = resolve(arg)
-    ref, folder = locate(ref, opts)
-    cls = family_class(ref.spec.family)
-    family = cls.load(ref.spec, folder, opts)
+    if uses_llamacpp(ref, opts.runtime):
+        from ..runtimes.llamacpp_runtime import load_family
+
+        family = load_family(ref.spec, ref.local_path, opts)
+    else:
+        ref, folder = locate(ref, opts)
+        cls = family_class(ref.spec.family)
+        family = cls.load(ref.spec, folder, opts)
     return ModelService(ref.served_id, family, max_batch_tokens=settings.max_batch_tokens,
                         max_batch_size=settings.max_batch_size, max_queue_items=settings.max_queue_items)
 
@@ -95,9 +110,12 @@ class ModelRegistry:
             service = load_service(arg, self.settings)
         except Exception as exc:
             message = str(exc) or type(exc).__name__
-            log.error("model %s failed to load: %s", arg, message, exc_info=not isinstance(exc, ModelNotFoundError))
+            log.error("model %s failed to load: %s", arg, message,
+                      exc_info=not isinstance(exc, ModelNotFoundError | ModelLoadError))  # expected: no traceback
             with self._lock:
-                self._status[arg] = ModelStatus(arg, "failed", message)
+                # the name requests use (NAME of NAME=SOURCE), so /readyz and errors name it as clients do
+                self._status[arg] = ModelStatus(arg, "failed", message, served_id=arg.partition("=")[0].strip()
+                                                if "=" in arg else None)
             return
         self.add(service, arg, time.perf_counter() - started)
 
@@ -148,7 +166,7 @@ class ModelRegistry:
                 if (s.spec.hf_repo and row.hf_repo == s.spec.hf_repo) or s.id == row.id:
                     return s
         for st in self.status():
-            if st.name == name or (row is not None and st.name == row.id):
+            if name in (st.name, st.served_id) or (row is not None and st.name == row.id):
                 if st.state == "loading":
                     raise ModelNotReadyError(f"Model {name!r} is still loading")
                 if st.state == "failed":

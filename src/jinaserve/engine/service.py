@@ -6,6 +6,7 @@ Both the HTTP layer (async) and the in-process API (sync) go through the same `M
 from __future__ import annotations
 
 import asyncio
+import threading
 from concurrent.futures import Future
 from typing import Any
 
@@ -31,6 +32,10 @@ class ModelService:
         self.batcher.start()
         self._queue_gauge = metrics.QUEUE_DEPTH.labels(served_id)
         self._queue_gauge.set_function(lambda: self.batcher.queue_depth)
+        # Label children resolved once (a labels() look-up takes a lock on every call).
+        self._tokens_counter = metrics.INPUT_TOKENS.labels(served_id)
+        self._inputs_counter = metrics.INPUTS.labels(served_id)
+        self._rejected_counter = metrics.REJECTED.labels(served_id)
 
     @property
     def kind(self) -> str:
@@ -46,23 +51,27 @@ class ModelService:
         return self.family.plan_embed(inputs, options)
 
     def _finish_embed(self, plan: EmbedPlan, outs: list[Any], options: EmbedOptions) -> EmbedResult:
-        raw = plan.assemble(outs)
-        vectors: list[np.ndarray] = []
-        for v in raw:
-            arr = np.asarray(v, dtype=np.float32)
-            if arr.ndim == 2:  # multi-vector: each token vector unit length, no Matryoshka cut
-                vectors.append(truncate_and_normalize(arr, None, True))
-            else:
-                vectors.append(truncate_and_normalize(arr, options.dimensions, options.normalized))
-        metrics.INPUT_TOKENS.labels(self.id).inc(plan.total_tokens)
-        metrics.INPUTS.labels(self.id).inc(len(vectors))
+        raw = [np.asarray(v, dtype=np.float32) for v in plan.assemble(outs)]
+        vectors: list[np.ndarray]
+        if raw and all(a.ndim == 1 and a.shape == raw[0].shape for a in raw):
+            # Usual case: one single vector per input, all the same width: one vectorised pass.
+            vectors = list(truncate_and_normalize(np.stack(raw), options.dimensions, options.normalized))
+        else:
+            vectors = []
+            for arr in raw:
+                if arr.ndim == 2:  # multi-vector: each token vector unit length, no Matryoshka cut
+                    vectors.append(truncate_and_normalize(arr, None, True))
+                else:
+                    vectors.append(truncate_and_normalize(arr, options.dimensions, options.normalized))
+        self._tokens_counter.inc(plan.total_tokens)
+        self._inputs_counter.inc(len(vectors))
         return EmbedResult(vectors, plan.total_tokens)
 
     def _submit(self, plan: EmbedPlan | RerankPlan) -> list[Future]:
         try:
             return self.batcher.submit(plan.items)
         except OverloadedError:
-            metrics.REJECTED.labels(self.id).inc()
+            self._rejected_counter.inc()
             raise
 
     async def embed(self, inputs: list[EmbedInput], options: EmbedOptions) -> EmbedResult:
@@ -78,8 +87,8 @@ class ModelService:
     # ------------------------------------------------------------------ rerank
     def _finish_rerank(self, plan: RerankPlan, outs: list[Any], n_docs: int) -> RerankResult:
         result = plan.assemble(outs)
-        metrics.INPUT_TOKENS.labels(self.id).inc(result.total_tokens)
-        metrics.INPUTS.labels(self.id).inc(n_docs)
+        self._tokens_counter.inc(result.total_tokens)
+        self._inputs_counter.inc(n_docs)
         return result
 
     async def rerank(self, job: RerankJob) -> RerankResult:
@@ -94,11 +103,51 @@ class ModelService:
 
 
 async def _gather(futures: list[Future]) -> list[Any]:
-    """Await batcher futures; if the caller is cancelled, queued items are cancelled too."""
-    wrapped = [asyncio.wrap_future(f) for f in futures]
+    """Await batcher futures; if the caller is cancelled, queued items are cancelled too.
+
+    One event-loop wake-up per request (when its last item is done, or as soon as one fails), instead of
+    one `call_soon_threadsafe` per item as `asyncio.wrap_future` + `gather` would do.
+    """
+    if not futures:
+        return []
+    loop = asyncio.get_running_loop()
+    waiter: asyncio.Future[None] = loop.create_future()
+    remaining = len(futures)
+    lock = threading.Lock()
+    woken = False
+
+    def wake() -> None:
+        if not waiter.done():
+            waiter.set_result(None)
+
+    def on_done(f: Future) -> None:  # runs in the batcher's worker thread (or here, if already done)
+        nonlocal remaining, woken
+        failed = not f.cancelled() and f.exception() is not None
+        with lock:
+            remaining -= 1
+            if woken or not (remaining == 0 or failed):
+                return
+            woken = True
+        try:
+            loop.call_soon_threadsafe(wake)
+        except RuntimeError:  # loop already closed: nobody is waiting any more
+            pass
+
+    for f in futures:
+        f.add_done_callback(on_done)
     try:
-        return list(await asyncio.gather(*wrapped))
+        await waiter
+        if all(f.done() for f in futures):
+            return [f.result() for f in futures]  # raises the first failed item's error, in request order
+        return _first_error(futures)  # woken early by a failed item
     except BaseException:
         for f in futures:
             f.cancel()
         raise
+
+
+def _first_error(futures: list[Future]) -> list[Any]:
+    for f in futures:
+        if f.done() and not f.cancelled() and f.exception() is not None:
+            raise f.exception()  # type: ignore[misc]
+    raise RuntimeError("batcher futures woke the request before finishing")

@@ -15,6 +15,8 @@ FAMILIES: dict[str, str] = {
     "jina_code": "jinaserve.models.jina_code:JinaCodeFamily",
     "jina_v2": "jinaserve.models.jina_v2:JinaV2Family",
     "jina_reranker_v3": "jinaserve.models.jina_reranker_v3:JinaRerankerV3Family",
+    "jina_reranker_m0": "jinaserve.models.jina_reranker_m0:JinaRerankerM0Family",
+    "gguf_text": "jinaserve.runtimes.gguf_family:GGUFTextFamily",
 }
 
 

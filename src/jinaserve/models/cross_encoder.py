@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 import logging
 import re
+import threading
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -62,6 +63,8 @@ class CrossEncoderFamily(ModelFamily):
         self.uses_type_ids = "token_type_ids" in getattr(tokenizer, "model_input_names", [])
         sep = tokenizer.sep_token_id if tokenizer.sep_token_id is not None else tokenizer.eos_token_id
         self.sep_id = int(sep) if sep is not None else None
+        # A fast tokenizer's truncation settings are shared state: concurrent plans must not interleave.
+        self._tokenizer_lock = threading.Lock()
 
     @classmethod
     def load(cls, spec: ModelSpec, folder: Path, opts: LoadOptions) -> CrossEncoderFamily:
@@ -131,11 +134,12 @@ class CrossEncoderFamily(ModelFamily):
                                         f"text only")
             docs.append(d.text)
         n_docs = len(docs)
-        if self.window_overlap is not None:
-            payloads, owners = self.encode_windows(job.query, docs) if docs else ([], [])
-        else:
-            payloads = self.encode_pairs(job.query, docs) if docs else []
-            owners = list(range(n_docs))
+        with self._tokenizer_lock:
+            if self.window_overlap is not None:
+                payloads, owners = self.encode_windows(job.query, docs) if docs else ([], [])
+            else:
+                payloads = self.encode_pairs(job.query, docs) if docs else []
+                owners = list(range(n_docs))
         items = [WorkItem(p, len(p.ids)) for p in payloads]
         total = sum(len(p.ids) for p in payloads)
 

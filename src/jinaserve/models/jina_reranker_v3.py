@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -130,6 +131,9 @@ class JinaRerankerV3Family(ModelFamily):
         if pad is None:
             pad = tokenizer.eos_token_id if tokenizer.eos_token_id is not None else 0
         self.pad_id = int(pad)
+        # A fast tokenizer's truncation settings are shared state: calls with different max_length from
+        # concurrent requests must not interleave.
+        self._tokenizer_lock = threading.Lock()
 
     # ------------------------------------------------------------------ loading
     @classmethod
@@ -209,12 +213,13 @@ class JinaRerankerV3Family(ModelFamily):
                 raise InvalidInputError(f"Document at index {i} is not text; model {self.spec.id!r} ranks "
                                         f"text only")
             texts.append(self.sanitize(d.text))
-        query, q_len = self.truncate_query(self.sanitize(job.query))
         instruction = self.sanitize(opts.instruction) if opts.instruction else None
-        docs, lengths = self.truncate_docs(texts, max_doc_length)
-        blocks = pack_blocks(lengths, query_length=q_len, context=self.context, max_doc_length=max_doc_length,
-                             block_size=self.block_size)
-        payloads = [self.encode_block(query, [docs[i] for i in b], instruction) for b in blocks]
+        with self._tokenizer_lock:
+            query, q_len = self.truncate_query(self.sanitize(job.query))
+            docs, lengths = self.truncate_docs(texts, max_doc_length)
+            blocks = pack_blocks(lengths, query_length=q_len, context=self.context,
+                                 max_doc_length=max_doc_length, block_size=self.block_size)
+            payloads = [self.encode_block(query, [docs[i] for i in b], instruction) for b in blocks]
         items = [WorkItem(p, len(p.ids)) for p in payloads]
         total = sum(len(p.ids) for p in payloads)
         order = [i for b in blocks for i in b]  # identity (blocks are consecutive), kept explicit

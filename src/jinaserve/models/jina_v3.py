@@ -5,9 +5,10 @@
   (`WorkItem.group` = adapter name), so concurrent requests with different tasks each get their own task's
   vector.
 - Adapters: every Linear of the encoder carries a per-task weight (see `TaskLinear`). Two strategies:
-  `merged` (default) keeps W + B·A·α/r per task, computed once at load, so a forward pass costs exactly the
-  base model's; `runtime` keeps the rank-4 factors and adds x·Aᵀ·Bᵀ per call (less memory, slower; measured
-  in `benchmarks/v3_adapters.py`, numbers in the README). The two embedding tables always apply their LoRA at
+  `merged` (default) builds W + B·A·α/r for a task on its first use and keeps it, so a forward pass costs
+  exactly the base model's (memory: one copy of the encoder's Linear weights per task used, 1.1 GiB fp32 /
+  0.56 GiB bf16); `runtime` keeps only the rank-4 factors and adds x·Aᵀ·Bᵀ per call (≈7 MiB per task, slower;
+  measured in `benchmarks/v3_adapters.py`, numbers in the README). The two embedding tables always apply their LoRA at
   runtime as a gather of r=4 columns: merging them would copy the 250k×1024 vocabulary per task.
   `JINASERVE_V3_ADAPTERS=merged|runtime` picks the strategy.
 - Late chunking (research §2.3): the request's inputs are joined with one space, the task instruction goes in
@@ -69,7 +70,12 @@ class ActiveAdapter:
 
 
 class TaskLinear(nn.Module):
-    """A Linear with one weight per task: merged copies (`merged`) or rank-r factors added at run time."""
+    """A Linear with one weight per task.
+
+    `merged`: the task's weight W + B·A·α/r is built on the task's first use (in the worker thread) and kept,
+    so every later pass is one plain matmul, exactly as fast as the base model; memory grows by one weight copy
+    per task actually used. `runtime`: only the rank-r factors are kept and x·Aᵀ·Bᵀ is added on every call.
+    """
 
     def __init__(self, base: nn.Linear, active: ActiveAdapter, mode: AdapterMode) -> None:
         super().__init__()
@@ -81,22 +87,30 @@ class TaskLinear(nn.Module):
 
     def add(self, name: str, lora: LoRAWeight) -> None:
         w = self.base.weight
-        if lora.kind != "linear" or lora.delta().shape != w.shape:
-            raise ModelLoadError(f"adapter {name!r}: LoRA of shape {tuple(lora.delta().shape)} does not fit a "
-                                 f"Linear of shape {tuple(w.shape)}")
-        if self.mode == "merged":
-            self.merged[name] = (w.float() + lora.delta().to(w.device)).to(w.dtype)
-        else:
-            a = lora.a.to(device=w.device, dtype=w.dtype)
-            b = (lora.b.float() * lora.scale).to(device=w.device, dtype=w.dtype)  # scale folded into B
-            self.factors[name] = (a, b)
+        if lora.kind != "linear" or (lora.b.shape[0], lora.a.shape[1]) != tuple(w.shape):
+            raise ModelLoadError(f"adapter {name!r}: LoRA factors {tuple(lora.b.shape)}·{tuple(lora.a.shape)} do "
+                                 f"not fit a Linear of shape {tuple(w.shape)}")
+        a = lora.a.to(device=w.device, dtype=torch.float32 if self.mode == "merged" else w.dtype)
+        b = (lora.b.float() * lora.scale).to(device=w.device)  # scale folded into B
+        self.factors[name] = (a, b if self.mode == "merged" else b.to(w.dtype))
+        self.merged.pop(name, None)
+
+    def merge(self, name: str) -> torch.Tensor | None:
+        """The task's merged weight (built once, in fp32, then cast to the model dtype)."""
+        weight = self.merged.get(name)
+        if weight is None and name in self.factors:
+            a, b = self.factors[name]
+            w = self.base.weight
+            weight = (w.float() + b.float() @ a.float()).to(w.dtype)
+            self.merged[name] = weight
+        return weight
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         name = self._active.name
         if name is None:
             return self.base(x)
         if self.mode == "merged":
-            weight = self.merged.get(name)
+            weight = self.merge(name)
             return self.base(x) if weight is None else F.linear(x, weight, self.base.bias)
         ab = self.factors.get(name)
         if ab is None:
@@ -183,6 +197,15 @@ class JinaV3Family(TextEmbeddingFamily):
         self.adapter_mode = adapter_mode
         self.active = install_adapters(model, adapters, adapter_mode)
         self.adapter_names = sorted(adapters)
+
+    def prepare_task(self, task: str | None) -> None:
+        """Build a task's merged weights now instead of on its first request (merged mode)."""
+        t = self.spec.task(task)
+        if t is None or not t.adapter or self.adapter_mode != "merged":
+            return
+        for module in self.model.modules():
+            if isinstance(module, TaskLinear):
+                module.merge(t.adapter)
 
     # ----------------------------------------------------------------- loading
     @classmethod

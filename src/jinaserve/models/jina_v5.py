@@ -53,7 +53,9 @@ def native_config(folder: Path, backbone: str) -> Any:
     if backbone not in _BACKBONES:
         raise ValueError(f"unknown backbone {backbone!r} for {folder}; known: {sorted(_BACKBONES)}")
     native = {k: v for k, v in raw.items() if k not in _WRAPPER_KEYS}
-    return AutoConfig.for_model(backbone, **native)
+    config = AutoConfig.for_model(backbone, **native)
+    config.use_cache = False  # embeddings: one forward pass, no KV cache to keep alive
+    return config
 
 
 def load_backbone(folder: Path, config: Any, *, device: str, dtype: torch.dtype) -> Any:
@@ -74,9 +76,14 @@ def load_backbone(folder: Path, config: Any, *, device: str, dtype: torch.dtype)
 
 
 def load_tokenizer(folder: Path, config: Any, padding_side: str) -> Any:
-    from transformers import AutoTokenizer
+    """The published `tokenizer.json` exactly as shipped (its pre-tokenizer and post-processor decide
+    the ids and the appended special tokens), never a class rebuilt from the model type."""
+    from transformers import AutoTokenizer, PreTrainedTokenizerFast
 
-    tok = AutoTokenizer.from_pretrained(str(folder), config=config, trust_remote_code=False)
+    if (folder / "tokenizer.json").is_file():
+        tok = PreTrainedTokenizerFast.from_pretrained(str(folder))
+    else:
+        tok = AutoTokenizer.from_pretrained(str(folder), config=config, trust_remote_code=False)
     tok.padding_side = padding_side
     return tok
 
@@ -120,7 +127,7 @@ class JinaV5Family(TextEmbeddingFamily):
                                  f"{names} (for a per-task merged repo use its own catalog id)")
             keep_base = any(t.adapter is None for t in spec.tasks)
             mode = spec.extra.get("adapter_mode", "merged")
-            adapters = load_adapters(model, folder, names, mode, keep_base=keep_base)
+            adapters = load_adapters(model, folder, names, mode, keep_base=keep_base, device=device)
         spec = replace(spec, dims=checked_dims(spec, config.hidden_size))
         log.info("loaded %s from %s (backbone=%s, adapters=%s, device=%s, dtype=%s)", spec.id, folder,
                  config.model_type, adapters.mode if adapters else "none (merged repo)", device, dtype)

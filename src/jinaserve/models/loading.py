@@ -13,6 +13,9 @@ class LoadOptions:
     threads: int | None = None
     runtime: str = "torch"
     quant: str | None = None
+    # llamacpp runtime: context size and llama.cpp batch size in tokens (None = min(trained, 8192) / context)
+    gguf_ctx_size: int | None = None
+    gguf_batch_size: int | None = None
     offline: bool = False
     cache_dir: str | None = None
     trust_remote_code: bool = False

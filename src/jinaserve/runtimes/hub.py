@@ -7,11 +7,13 @@ import logging
 import os
 from pathlib import Path
 
+from ..errors import ModelLoadError
+
 log = logging.getLogger("jinaserve.hub")
 
 
-class WeightsUnavailableError(RuntimeError):
-    pass
+class WeightsUnavailableError(ModelLoadError, RuntimeError):
+    """A model's files are neither local nor downloadable (typed: 503 MODEL_LOAD_FAILED, clean CLI error)."""
 
 
 def bundled_folder(ref: str) -> Path | None:

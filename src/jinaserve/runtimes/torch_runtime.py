@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 log = logging.getLogger("jinaserve.runtime.torch")
@@ -67,22 +68,24 @@ def configure_threads(threads: int | None = None) -> int:
 
 def pad_batch(sequences: Sequence[Sequence[int]], pad_id: int, *, side: str = "right",
               device: str = "cpu") -> tuple[torch.Tensor, torch.Tensor]:
-    """Pad token id lists to one tensor; returns (input_ids, attention_mask)."""
+    """Pad token id lists to one tensor; returns (input_ids, attention_mask).
+
+    Filled in one numpy array (one C-level copy per row) rather than one small tensor per row.
+    """
     longest = max(len(s) for s in sequences)
-    ids = torch.full((len(sequences), longest), pad_id, dtype=torch.long)
-    mask = torch.zeros((len(sequences), longest), dtype=torch.long)
+    ids = np.full((len(sequences), longest), pad_id, dtype=np.int64)
+    mask = np.zeros((len(sequences), longest), dtype=np.int64)
     for i, seq in enumerate(sequences):
         n = len(seq)
         if n == 0:
             continue
-        t = torch.as_tensor(seq, dtype=torch.long)
         if side == "left":
-            ids[i, longest - n:] = t
+            ids[i, longest - n:] = seq
             mask[i, longest - n:] = 1
         else:
-            ids[i, :n] = t
+            ids[i, :n] = seq
             mask[i, :n] = 1
-    return ids.to(device), mask.to(device)
+    return torch.from_numpy(ids).to(device), torch.from_numpy(mask).to(device)
 
 
 def load_pretrained(model_cls: Any, path: str | Path, *, device: str, dtype: torch.dtype,

@@ -104,11 +104,11 @@ def parse_inputs(raw: Any, *, max_inputs: int, max_chars: int) -> list[EmbedInpu
 def _parse_one(item: Any, i: int, max_chars: int) -> EmbedInput:
     field = f"body -> input -> {i}"
     if isinstance(item, str):
+        if item.startswith("data:image/"):  # size-checked as an image (image_max_bytes), not as text
+            return EmbedInput(image=item)
         if len(item) > max_chars:
             raise ValidationFailedError([FieldError(field, f"String longer than {max_chars} characters",
                                                     "string_too_long", None)])
-        if item.startswith("data:image/"):
-            return EmbedInput(image=item)
         return EmbedInput(text=item)
     if isinstance(item, list):
         if item and all(isinstance(t, int) and not isinstance(t, bool) for t in item):

@@ -6,8 +6,8 @@ import base64
 import time
 
 import pytest
-from conftest import JPEG, PNG
 from PIL import Image
+from tiny_v4 import JPEG, PNG
 
 from jinaserve.images import ImageFetchPolicy, InvalidImageError, load_image, load_images
 
@@ -37,7 +37,7 @@ def test_local_paths_and_pil_only_in_process(tmp_path):
     with pytest.raises(InvalidImageError, match="index 3"):
         load_image(pil, index=3)
     # over HTTP a path is just a string: it is never opened as a file
-    with pytest.raises(InvalidImageError, match="index 0.*(base64|image source)"):
+    with pytest.raises(InvalidImageError, match=r"index 0.*(base64|image source)"):
         load_image(str(path), index=0)
     with pytest.raises(InvalidImageError, match="does not exist"):
         load_image(str(tmp_path / "nope.png"), allow_local=True)
