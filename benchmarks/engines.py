@@ -36,10 +36,15 @@ def free_port() -> int:
 
 
 def thread_env(threads: int) -> dict[str, str]:
-    """Environment that pins every math library to `threads` threads, and keeps engines offline."""
+    """Environment that pins every math library to `threads` threads, and keeps engines offline.
+
+    Every engine also gets `OMP_WAIT_POLICY=PASSIVE` (jinaserve's own serving default, see
+    `jinaserve.runtimes.threads`), so the baselines are not slowed by OpenMP spin-waiting when other
+    threads or processes share the cores: ratios then compare the engines, not the environment."""
     env = dict(os.environ)
     for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMEXPR_NUM_THREADS"):
         env[var] = str(threads)
+    env.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     env.update({"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false",
                 "INFINITY_ANONYMOUS_USAGE_STATS": "0", "DO_NOT_TRACK": "1", "PYTHONUNBUFFERED": "1"})
     return env

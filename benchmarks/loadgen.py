@@ -50,11 +50,11 @@ class Phase:
     errors: list[str] = field(default_factory=list)
 
 
-def build_bodies(spec: LoadSpec, client_idx: int, n: int = 16) -> list[bytes]:
+def build_bodies(spec: LoadSpec, client_idx: int, n: int = 16, k: int | None = None) -> list[bytes]:
     """`n` distinct request bodies for one client (cycled), drawn from the text pool without overlap
-    between clients while the pool lasts."""
+    between clients while the pool lasts; `k` inputs each (default: the workload's)."""
     pool = spec.texts
-    k = spec.inputs_per_request
+    k = k or spec.inputs_per_request
     bodies: list[bytes] = []
     for r in range(n):
         start = (client_idx * n + r) * k
@@ -77,28 +77,29 @@ def endpoint(spec: LoadSpec) -> str:
     return "/embeddings" if spec.kind == "embed" else "/rerank"
 
 
-def check_response(spec: LoadSpec, status: int, content: bytes) -> str | None:
-    """None if the response is a correct answer to the request, else why not."""
+def check_response(spec: LoadSpec, status: int, content: bytes, expect: int | None = None) -> str | None:
+    """None if the response is a correct answer to the request (`expect` results), else why not."""
+    expect = expect or spec.inputs_per_request
     if status != 200:
         return f"HTTP {status}: {content[:200]!r}"
     body = orjson.loads(content)
     if spec.kind == "embed":
         data = body.get("data") or []
-        if len(data) != spec.inputs_per_request:
-            return f"{len(data)} embeddings for {spec.inputs_per_request} inputs"
+        if len(data) != expect:
+            return f"{len(data)} embeddings for {expect} inputs"
         first = data[0]["embedding"]
         width = len(base64.b64decode(first)) // 4 if isinstance(first, str) else len(first)
         if spec.dims is not None and width != spec.dims:
             return f"vector width {width}, expected {spec.dims}"
         return None
     results = body.get("results") or []
-    if len(results) != spec.inputs_per_request:
-        return f"{len(results)} rerank results for {spec.inputs_per_request} documents"
+    if len(results) != expect:
+        return f"{len(results)} rerank results for {expect} documents"
     return None
 
 
 async def _client(client: httpx.AsyncClient, spec: LoadSpec, path: str, bodies: list[bytes],
-                  deadline: float, phase: Phase, budget: list[int], once: bool) -> None:
+                  deadline: float, phase: Phase, budget: list[int], once: bool, expect: int | None = None) -> None:
     i = 0
     headers = {"content-type": "application/json"}
     while once or time.perf_counter() < deadline:
@@ -110,13 +111,13 @@ async def _client(client: httpx.AsyncClient, spec: LoadSpec, path: str, bodies: 
         t0 = time.perf_counter()
         try:
             r = await client.post(path, content=body, headers=headers)
-            problem = check_response(spec, r.status_code, r.content)
+            problem = check_response(spec, r.status_code, r.content, expect)
         except httpx.HTTPError as exc:
             problem = f"{type(exc).__name__}: {exc}"
         elapsed = time.perf_counter() - t0
         if problem is None:
             phase.latencies.append(elapsed)
-            phase.inputs += spec.inputs_per_request
+            phase.inputs += expect or spec.inputs_per_request
         else:
             phase.errors.append(problem)
         if once:
@@ -124,15 +125,18 @@ async def _client(client: httpx.AsyncClient, spec: LoadSpec, path: str, bodies: 
 
 
 async def run_load(spec: LoadSpec) -> dict[str, Any]:
-    limits = httpx.Limits(max_connections=spec.clients, max_keepalive_connections=spec.clients)
+    # Idle connections are dropped by the client before uvicorn's 5 s keep-alive timeout closes them
+    # under it (which would surface as a ReadError on the next request).
+    limits = httpx.Limits(max_connections=spec.clients, max_keepalive_connections=spec.clients,
+                          keepalive_expiry=2.0)
     timeout = httpx.Timeout(spec.timeout_s)
     path = endpoint(spec)
     all_bodies = [build_bodies(spec, c) for c in range(spec.clients)]
     async with httpx.AsyncClient(base_url=spec.base_url, limits=limits, timeout=timeout) as client:
-        # Warm-up: one request per client at once (opens the connections, warms the model).
+        # Warm-up: one 1-input request per client at once (opens the connections, warms the model).
         warm = Phase()
-        await asyncio.gather(*[_client(client, spec, path, all_bodies[c], 0.0, warm, [1], True)
-                               for c in range(spec.clients)])
+        await asyncio.gather(*[_client(client, spec, path, build_bodies(spec, c, n=1, k=1), 0.0, warm, [1], True,
+                                       expect=1) for c in range(spec.clients)])
         if warm.errors:
             return {"ok": False, "errors": warm.errors[:5]}
         phase = Phase()

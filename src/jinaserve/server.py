@@ -14,6 +14,7 @@ import uvicorn
 from .api.app import create_app
 from .config import Settings
 from .logs import setup_logging
+from .runtimes.threads import apply_thread_env
 
 
 def apply_offline_env(settings: Settings) -> None:
@@ -43,6 +44,7 @@ class _Server(uvicorn.Server):
 
 def serve(settings: Settings) -> None:
     apply_offline_env(settings)
+    apply_thread_env()  # before the models (and torch) load
     setup_logging(settings.log_format, settings.log_level)
     app = create_app(settings)
     config = uvicorn.Config(app, host=settings.host, port=settings.port, log_config=None,

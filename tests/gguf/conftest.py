@@ -17,9 +17,8 @@ import pytest
 
 pytest.importorskip("llama_cpp", reason="llama-cpp-python not installed (pip install 'jinaserve[gguf]')")
 
-from helpers import minilm_dir  # noqa: E402
-
-from jinaserve.runtimes.gguf_convert import ConvertJob, convert  # noqa: E402
+from helpers import minilm_dir
+from jinaserve.runtimes.gguf_convert import ConvertJob, convert
 
 TESTS = Path(__file__).resolve().parents[1]
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.txt",
@@ -98,7 +97,7 @@ def gguf_models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         folder.mkdir()
         # toy BPE tokenizers are unknown to llama.cpp's pre-tokenizer table: the folders carry tokenizer.json
         jobs += [ConvertJob(src, folder / f"{name}-{q.upper()}.gguf", q, generic_pretokenizer=True)
-                 for q in ("f16", "q8_0")]
+                 for q in (("f16", "q8_0") if name == "nano" else ("f16",))]
     convert(jobs)
     for name, src in toy.items():
         _with_tokenizer(src, root / name, ("projector.safetensors",))

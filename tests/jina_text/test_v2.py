@@ -85,3 +85,13 @@ def test_layout_mismatch_is_a_clear_error(tmp_path, v2_dir):
     (broken / "config.json").write_text(json.dumps(cfg))
     with pytest.raises(ValueError, match="alibi"):
         JinaBertModel.from_folder(broken)
+
+
+def test_blockwise_bias_equals_one_block(v2, monkeypatch):
+    """The attention bias is built per block of query rows; tiny blocks give the same vectors."""
+    from jinaserve.models.jinabert import AlibiBias
+
+    _, _, svc = v2
+    whole = embed(svc, TEXTS)
+    monkeypatch.setattr(AlibiBias, "max_block_elements", 1)  # one query row per block
+    np.testing.assert_allclose(embed(svc, TEXTS), whole, atol=1e-6)

@@ -183,3 +183,29 @@ def svc_mode(folder: Path) -> str:
     with service("jina-embeddings-v5-text-small", folder) as svc:
         assert svc.spec.extra["adapter_mode"] == "auto"
         return svc.family.adapters.mode
+
+
+def test_base_weights_under_a_model_prefix_load_the_same(v5_small_dir: Path, tmp_path: Path):
+    """Published checkpoints may store the backbone under `model.` (vLLM's loader strips it); both load."""
+    from safetensors.torch import load_file, save_file
+
+    prefixed = tmp_path / "prefixed"
+    shutil.copytree(v5_small_dir, prefixed)
+    sd = load_file(str(prefixed / "model.safetensors"))
+    save_file({f"model.{k}": v for k, v in sd.items()}, str(prefixed / "model.safetensors"))
+    with service("jina-embeddings-v5-text-small", v5_small_dir) as a, \
+            service("jina-embeddings-v5-text-small", prefixed) as b:
+        np.testing.assert_allclose(embed(b, TEXTS, task="classification"), embed(a, TEXTS, task="classification"),
+                                   atol=1e-6)
+
+
+def test_weights_that_do_not_fit_the_backbone_are_refused(v5_small_dir: Path, tmp_path: Path):
+    from safetensors.torch import load_file, save_file
+
+    broken = tmp_path / "broken"
+    shutil.copytree(v5_small_dir, broken)
+    sd = load_file(str(broken / "model.safetensors"))
+    sd.pop("layers.1.mlp.down_proj.weight")
+    save_file(sd, str(broken / "model.safetensors"))
+    with pytest.raises(ValueError, match="down_proj"), service("jina-embeddings-v5-text-small", broken):
+        pass

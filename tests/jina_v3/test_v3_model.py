@@ -210,3 +210,30 @@ def test_merged_mode_merges_only_tasks_in_use(v3_hf):
     runtime = load(v3_hf.folder, "runtime")
     embed(runtime, ["x"], task="retrieval.query")
     assert all(not m.merged and len(m.factors) == 5 for m in runtime.model.modules() if isinstance(m, TaskLinear))
+
+
+def test_served_by_hub_id_from_the_hf_cache(v3_hf, tmp_path):
+    """`jina-embeddings-v3` resolves to `jinaai/jina-embeddings-v3-hf` and loads from the HF cache layout."""
+    from jinaserve.inprocess import Embedder
+
+    commit = "0123456789abcdef0123456789abcdef01234567"
+    repo = tmp_path / "models--jinaai--jina-embeddings-v3-hf"
+    (repo / "refs").mkdir(parents=True)
+    (repo / "refs" / "main").write_text(commit)
+    shutil.copytree(v3_hf.folder, repo / "snapshots" / commit)
+    emb = Embedder("jina-embeddings-v3", offline=True, cache_dir=str(tmp_path), device="cpu", threads=1)
+    try:
+        assert emb.model_id == "jina-embeddings-v3" and emb.spec.family == "jina_v3"
+        got = emb.encode(TEXTS[:2], task="text-matching", dimensions=16)
+    finally:
+        emb.close()
+    want = embed(load(v3_hf.folder), TEXTS[:2], task="text-matching")[:, :16]
+    np.testing.assert_allclose(got, want / np.linalg.norm(want, axis=1, keepdims=True), atol=ATOL)
+
+
+def test_folder_with_any_name_is_detected_as_v3(v3_hf, v3_remote):
+    from jinaserve.models.resolve import resolve
+
+    for folder in (v3_hf.folder, v3_remote):  # tmp names: no catalog id, so the config's architecture decides
+        ref = resolve(str(folder))
+        assert ref.spec.family == "jina_v3" and ref.spec.task_names == TASK_ORDER

@@ -12,9 +12,12 @@ import json
 import random
 from pathlib import Path
 
-WORDS = ("the cat dog sat on a mat and ran to park where birds sing loud songs about green trees in spring "
-         "while people walk slowly past old houses near river banks under blue sky search engine query "
-         "document ranking relevance model token vector answer question music sport food travel city").split()
+WORDS = (
+    "the", "cat", "dog", "sat", "on", "a", "mat", "and", "ran", "to", "park", "where", "birds", "sing", "loud",
+    "songs", "about", "green", "trees", "in", "spring", "while", "people", "walk", "slowly", "past", "old",
+    "houses", "near", "river", "banks", "under", "blue", "sky", "search", "engine", "query", "document", "ranking",
+    "relevance", "model", "token", "vector", "answer", "question", "music", "sport", "food", "travel", "city",
+)
 
 V3_SPECIAL = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|embed_token|>", "<|rerank_token|>"]
 V3_ADDED = ["<think>", "</think>", "<instruct>", "</instruct>", "<passage", "</passage>", "<query>", "</query>"]
@@ -51,7 +54,7 @@ def build_qwen_tokenizer(dst: Path, *, vocab_size: int = 600, model_max_length: 
         tok.decoder = decoders.ByteLevel()
         trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=V3_SPECIAL,
                                       initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
-        tok.train_from_iterator(corpus() + ["passage id query instruct think system user assistant relevance"],
+        tok.train_from_iterator([*corpus(), "passage id query instruct think system user assistant relevance"],
                                 trainer=trainer)
         _TRAINED[vocab_size] = tok.to_str()
     fast = PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<|im_end|>", pad_token="<|endoftext|>",

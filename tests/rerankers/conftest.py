@@ -9,7 +9,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from builders import build_tiny_v2, build_tiny_v3  # noqa: E402
+from builders import build_tiny_v2, build_tiny_v3
 
 
 @pytest.fixture(scope="session")

@@ -30,7 +30,8 @@ def m0(tiny_m0):
 def reference(fam, native, head, query: str, doc: str) -> float:
     ids = fam.tokenizer(f"**Document**:\n{doc}\n**Query**:\n{query}")["input_ids"] + [100]
     h = native.model(input_ids=torch.tensor([ids])).last_hidden_state[0, -1]
-    x = torch.relu(h @ head["score.0.weight"].T + head["score.0.bias"]) @ head["score.2.weight"].T + head["score.2.bias"]
+    x = torch.relu(h @ head["score.0.weight"].T + head["score.0.bias"])
+    x = x @ head["score.2.weight"].T + head["score.2.bias"]
     return float(torch.sigmoid(x - 2.65)[0])
 
 

@@ -64,7 +64,7 @@ class Reference:
         for f in files:
             with safe_open(str(f), framework="pt") as sf:
                 for k in ("projector.0.weight", "projector.2.weight"):
-                    if k in sf.keys():
+                    if k in sf.keys():  # noqa: SIM118 (safe_open is not a dict)
                         self.w[k] = sf.get_tensor(k)
         self.doc_id = self.tok.convert_tokens_to_ids("<|embed_token|>")
         self.q_id = self.tok.convert_tokens_to_ids("<|rerank_token|>")

@@ -10,7 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 import numpy as np
 import pytest
-from tiny_v4 import JPEG, PNG, PNG2
+from tiny_v4 import JPEG, PNG, PNG2, make_png
 
 from helpers import server_in_thread
 from jinaserve.jobs import EmbedInput, EmbedOptions
@@ -108,6 +108,7 @@ BAD = [
     ({"image": "http://10.0.0.1/x.png"}, "private address"),
     ({"image": "file:///etc/hosts"}, "scheme 'file'"),
     ({"image": "/etc/hosts"}, "local file paths are read only by the in-process API"),
+    ({"image": base64.b64encode(make_png(size=(3000, 10))).decode()}, "cannot be processed.*aspect ratio"),
 ]
 
 
@@ -145,3 +146,16 @@ def test_concurrent_mixed_requests_equal_single_requests(srv):
     for i, got in enumerate(results):
         want = np.stack([singles[j % len(items)] for j in range(i, i + 4)])
         np.testing.assert_allclose(got, want, atol=2e-5)
+
+
+def test_rerank_by_cosine_over_text_and_image_documents(srv):
+    docs = ["a red square", {"image": B64}, {"text": "green stripes"}]
+    r = httpx.post(srv.url + "/v1/rerank", json={"model": MODEL, "query": "red", "documents": docs}, timeout=60)
+    assert r.status_code == 200, r.text
+    results = r.json()["results"]
+    q = _vecs(_post(srv, {"input": ["red"], "task": "retrieval.query"}))[0]
+    d = _vecs(_post(srv, {"input": docs, "task": "retrieval.passage"}))
+    want = d @ q
+    assert [x["index"] for x in results] == list(np.argsort(-want))
+    np.testing.assert_allclose([x["relevance_score"] for x in results], np.sort(want)[::-1], atol=1e-5)
+    assert results[[x["index"] for x in results].index(1)]["document"] == {"image": B64}

@@ -102,6 +102,11 @@ def build_tiny_v4(dst: Path, *, seed: int = 0, rank: int = 4, alpha: float = 8.0
     state["multi_vector_projector.bias"] = proj.bias.detach().clone()
     save_file(state, str(dst / "model.safetensors"), metadata={"format": "pt"})
     cfg = config.to_dict()
+    # the published config is flat (text parameters at the top level, vision_config nested)
+    text = cfg.pop("text_config")
+    for key, value in text.items():
+        if key not in ("model_type", "architectures", "dtype", "torch_dtype", "transformers_version"):
+            cfg.setdefault(key, value)
     cfg.update({"architectures": ["JinaEmbeddingsV4Model"], "task_names": TASKS,
                 "multi_vector_projector_dim": 128, "single_vector_pool_strategy": "mean",
                 "matryoshka_dims": [16, 32, 64], "truncate_dim": None})

@@ -93,7 +93,7 @@ def _v2_rows() -> list[ModelSpec]:
         "base-de": (768, "161M", "German/English bilingual"),
         "base-es": (768, "161M", "Spanish/English bilingual"),
         "base-zh": (768, "161M", "Chinese/English bilingual"),
-        "base-code": (768, "161M", "English + 30 programming languages (JinaBERT qk-post-norm)"),
+        "base-code": (768, "137M", "English + 30 programming languages (JinaBERT qk-post-norm)"),
         "small-en": (512, "33M", "English, small (not in the hosted API's current list)"),
     }
     return [ModelSpec(

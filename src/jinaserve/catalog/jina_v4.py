@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from .spec import ModelSpec, TaskSpec
 
-_LICENCE = "Qwen Research License (non-commercial)"
+_LICENCE = "Qwen Research License"
 _MRL = (128, 256, 512, 1024, 2048)
 
 V4_TASKS: tuple[TaskSpec, ...] = (

@@ -7,13 +7,14 @@ from __future__ import annotations
 
 import asyncio
 import threading
+from collections.abc import Iterable
 from concurrent.futures import Future
 from typing import Any
 
 import numpy as np
 
 from .. import metrics
-from ..errors import OverloadedError
+from ..errors import InvalidInputError, OverloadedError
 from ..jobs import EmbedInput, EmbedOptions, EmbedResult, RerankJob, RerankResult
 from ..models.base import EmbedPlan, ModelFamily, RerankPlan
 from ..outputs import truncate_and_normalize
@@ -47,6 +48,7 @@ class ModelService:
 
     # ------------------------------------------------------------------ embeddings
     def _plan_embed(self, inputs: list[EmbedInput], options: EmbedOptions) -> EmbedPlan:
+        _check_unicode((x.text for x in inputs), "Input")
         self.family.check_embed_options(options)
         return self.family.plan_embed(inputs, options)
 
@@ -91,13 +93,18 @@ class ModelService:
         self._inputs_counter.inc(n_docs)
         return result
 
+    def _plan_rerank(self, job: RerankJob) -> RerankPlan:
+        _check_unicode([job.query if isinstance(job.query, str) else None], "Query")
+        _check_unicode((d.text for d in job.documents), "Document")
+        return self.family.plan_rerank(job)
+
     async def rerank(self, job: RerankJob) -> RerankResult:
-        plan = await asyncio.to_thread(self.family.plan_rerank, job)
+        plan = await asyncio.to_thread(self._plan_rerank, job)
         outs = await _gather(self._submit(plan))
         return self._finish_rerank(plan, outs, len(job.documents))
 
     def rerank_sync(self, job: RerankJob) -> RerankResult:
-        plan = self.family.plan_rerank(job)
+        plan = self._plan_rerank(job)
         outs = [f.result() for f in self._submit(plan)]
         return self._finish_rerank(plan, outs, len(job.documents))
 
@@ -151,3 +158,16 @@ def _first_error(futures: list[Future]) -> list[Any]:
         if f.done() and not f.cancelled() and f.exception() is not None:
             raise f.exception()  # type: ignore[misc]
     raise RuntimeError("batcher futures woke the request before finishing")
+
+
+def _check_unicode(texts: Iterable[str | None], what: str) -> None:
+    """Refuse text that cannot be encoded (a lone surrogate such as a JSON "\\ud800" escape): a clear
+    400 here instead of a tokenizer TypeError (500) in whichever family gets it."""
+    for i, text in enumerate(texts):
+        if text and not text.isascii():
+            try:
+                text.encode("utf-8")
+            except UnicodeEncodeError as exc:
+                where = f"{what} at index {i}" if what != "Query" else what
+                raise InvalidInputError(f"{where} is not valid Unicode: unpaired surrogate "
+                                        f"{text[exc.start]!r} at character {exc.start}") from None

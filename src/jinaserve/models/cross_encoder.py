@@ -120,7 +120,7 @@ class CrossEncoderFamily(ModelFamily):
         owners: list[int] = []
         for pid, ids in enumerate(doc_ids):
             for w in sliding_windows(list(ids), window, overlap):
-                seq = q_ids + [self.sep_id] + w + [self.sep_id]
+                seq = [*q_ids, self.sep_id, *w, self.sep_id]
                 type_ids = ([0] * len(q_ids) + [1] * (len(w) + 2)) if self.uses_type_ids else None
                 payloads.append(PairPayload(seq, type_ids))
                 owners.append(pid)

@@ -96,7 +96,7 @@ class JinaRerankerM0Family(ModelFamily):
         if len(d_ids) >= self.max_doc_tokens:
             doc = self.tokenizer.decode(d_ids)
         ids = self.tokenizer(build_prompt(query, doc), truncation=True, max_length=self.max_tokens - 1)["input_ids"]
-        return list(ids) + [self.score_token_id]
+        return [*ids, self.score_token_id]
 
     def plan_rerank(self, job: RerankJob) -> RerankPlan:
         for i, d in enumerate(job.documents):

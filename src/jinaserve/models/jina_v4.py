@@ -45,8 +45,8 @@ from torch.nn import functional as F
 from ..catalog import ModelSpec
 from ..errors import InvalidInputError, TokenLimitExceededError
 from ..images import ImageFetchPolicy, load_images
-from ..jobs import EmbedInput, EmbedOptions
-from .base import EmbedPlan, WorkItem
+from ..jobs import EmbedInput, EmbedOptions, RerankJob, RerankResult
+from .base import EmbedPlan, RerankPlan, WorkItem
 from .loading import LoadOptions
 from .text import check_token_ids, tokenize
 from .text_embedding import TextEmbeddingFamily
@@ -303,6 +303,23 @@ class JinaV4Family(TextEmbeddingFamily):
         total = sum(it.n_tokens for it in items)
         return EmbedPlan(items, total, lambda outs: list(outs))
 
+    def plan_rerank(self, job: RerankJob) -> RerankPlan:
+        """Cosine between the query (retrieval.query) and each document (retrieval.passage), where a
+        document may be text or an image."""
+        q_task, d_task = self.rerank_tasks()
+        docs = [EmbedInput(image=d.image) if d.text is None and d.image is not None else EmbedInput(text=d.text or "")
+                for d in job.documents]
+        q_plan = self.plan_embed([EmbedInput(text=job.query)], EmbedOptions(task=q_task, truncate=True))
+        d_plan = self.plan_embed(docs, EmbedOptions(task=d_task, truncate=job.options.truncate))
+        n_q = len(q_plan.items)
+
+        def assemble(outs: list[Any]) -> RerankResult:
+            q = _unit(np.asarray(outs[0], dtype=np.float32))
+            d = np.stack([_unit(np.asarray(o, dtype=np.float32)) for o in outs[n_q:]])
+            return RerankResult((d @ q).astype(np.float32), q_plan.total_tokens + d_plan.total_tokens)
+
+        return RerankPlan(q_plan.items + d_plan.items, q_plan.total_tokens + d_plan.total_tokens, assemble)
+
     # ------------------------------------------------------------------ execution
     def _forward(self, payloads: list[V4Payload]) -> tuple[torch.Tensor, torch.Tensor]:
         from ..runtimes.torch_runtime import pad_batch
@@ -380,6 +397,10 @@ class JinaV4Family(TextEmbeddingFamily):
                  dtype, hidden, projector is not None)
         return cls(spec, model, tokenizer, image_processor, device=device, projector=projector, active=active,
                    image_policy=opts.image_policy, max_tokens=max_tokens)
+
+
+def _unit(v: np.ndarray) -> np.ndarray:
+    return v / max(float(np.linalg.norm(v)), 1e-12)
 
 
 def load_backbone(model_cls: Any, folder: Path, config: Any, *, device: str, dtype: torch.dtype) -> Any:

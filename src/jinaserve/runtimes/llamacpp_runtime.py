@@ -58,10 +58,15 @@ class LlamaCppUnavailableError(ModelLoadError):
 def require_llama_cpp() -> Any:
     try:
         import llama_cpp
+        import llama_cpp._logger  # installs the callback that routes llama.cpp's log through Python logging
     except ImportError as exc:
         raise LlamaCppUnavailableError(
             "the llamacpp runtime needs llama-cpp-python: pip install 'jinaserve[gguf]' (it compiles llama.cpp "
             "from source, a few minutes; see the README section 'GGUF / llama.cpp')") from exc
+    # llama.cpp's own log lines go through the "llama-cpp-python" logger: errors only unless set otherwise
+    lcpp_log = logging.getLogger("llama-cpp-python")
+    if lcpp_log.level == logging.NOTSET:
+        lcpp_log.setLevel(logging.ERROR)
     return llama_cpp
 
 
@@ -124,11 +129,10 @@ class LlamaCppBackbone:
 
         self.path = Path(path)
         n_threads = threads or _default_threads()
-        # Read the trained context first (vocab-only load is cheap) to cap the default context.
-        probe = Llama(model_path=str(self.path), vocab_only=True, verbose=False)
-        self.metadata: dict[str, str] = dict(probe.metadata)
-        n_ctx_train = int(probe.n_ctx_train())
-        probe.close()
+        # Read the trained context first (from the metadata: no weights loaded) to cap the default context.
+        self.metadata: dict[str, str] = read_metadata(self.path)
+        arch = self.metadata.get("general.architecture", "?")
+        n_ctx_train = int(self.metadata.get(f"{arch}.context_length") or DEFAULT_MAX_CTX)
         ctx = int(n_ctx or min(n_ctx_train, DEFAULT_MAX_CTX))
         batch = int(min(n_batch or ctx, ctx))
         self.llama = Llama(model_path=str(self.path), embedding=True, n_ctx=ctx, n_batch=batch, n_ubatch=batch,
@@ -250,6 +254,31 @@ class LlamaCppBackbone:
                 pass
         self._adapters.clear()
         self.llama.close()
+
+
+def read_metadata(path: Path) -> dict[str, str]:
+    """The GGUF key/values (strings), without loading tensors or creating a context."""
+    lib = require_llama_cpp()
+    params = lib.llama_model_default_params()
+    params.vocab_only = True
+    model = lib.llama_model_load_from_file(str(path).encode(), params)
+    if not model:
+        raise ModelLoadError(f"llama.cpp cannot read {path} (not a GGUF file, or an architecture this "
+                             f"llama-cpp-python {getattr(lib, '__version__', '')} does not know)")
+    try:
+        out: dict[str, str] = {}
+        buf = ctypes.create_string_buffer(1024)
+        for i in range(lib.llama_model_meta_count(model)):
+            n = lib.llama_model_meta_key_by_index(model, i, buf, len(buf))
+            if n < 0:
+                continue
+            key = buf.value.decode("utf-8", errors="replace")
+            n = lib.llama_model_meta_val_str_by_index(model, i, buf, len(buf))
+            if n >= 0:
+                out[key] = buf.value.decode("utf-8", errors="replace")
+        return out
+    finally:
+        lib.llama_model_free(model)
 
 
 def _default_threads() -> int:
@@ -440,18 +469,11 @@ def _build_reranker_v3(cls: Any, spec: ModelSpec, folder: Path, backbone: LlamaC
 
 def describe(path: Path) -> dict[str, Any]:
     """Metadata summary of a GGUF file (architecture, pooling, sizes) without loading the weights."""
-    require_llama_cpp()
-    from llama_cpp import Llama
-
-    probe = Llama(model_path=str(path), vocab_only=True, verbose=False)
-    try:
-        meta = dict(probe.metadata)
-        arch = meta.get("general.architecture", "?")
-        return {"architecture": arch, "name": meta.get("general.name"),
-                "pooling_type": meta.get(f"{arch}.pooling_type"), "context_length": probe.n_ctx_train(),
-                "embedding_length": meta.get(f"{arch}.embedding_length"), "file_type": meta.get("general.file_type")}
-    finally:
-        probe.close()
+    meta = read_metadata(path)
+    arch = meta.get("general.architecture", "?")
+    return {"architecture": arch, "name": meta.get("general.name"), "pooling_type": meta.get(f"{arch}.pooling_type"),
+            "context_length": meta.get(f"{arch}.context_length"),
+            "embedding_length": meta.get(f"{arch}.embedding_length"), "file_type": meta.get("general.file_type")}
 
 
 __all__ = ["GGUFTokenizer", "LlamaCppBackbone", "LlamaCppUnavailableError", "describe", "is_gguf_file",
