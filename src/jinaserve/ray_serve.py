@@ -70,7 +70,9 @@ class RayOptions:
 
 
 class _ReplicaHeader:
-    """ASGI wrapper adding `x-jinaserve-replica: <pid>` to every response."""
+    """ASGI wrapper adding `x-jinaserve-replica: <pid>` to every response. Ray's proxy sets
+    `x-request-id` itself (from the client's header, or one it makes and hands to the replica, which
+    jinaserve then uses too), so the app's copy is dropped rather than sent twice."""
 
     def __init__(self, app: Any) -> None:
         self.app = app
@@ -83,7 +85,8 @@ class _ReplicaHeader:
 
         async def send_with_header(message: Any) -> None:
             if message["type"] == "http.response.start":
-                message = {**message, "headers": [*message.get("headers", []), (b"x-jinaserve-replica", self._value)]}
+                headers = [(k, v) for k, v in message.get("headers", []) if k.lower() != b"x-request-id"]
+                message = {**message, "headers": [*headers, (b"x-jinaserve-replica", self._value)]}
             await send(message)
 
         await self.app(scope, receive, send_with_header)

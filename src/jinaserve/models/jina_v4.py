@@ -332,9 +332,13 @@ class JinaV4Family(TextEmbeddingFamily):
             pixel_values = torch.from_numpy(np.concatenate([p.pixel_values for p in with_images])).to(
                 device=self.device, dtype=dtype)
             grid = torch.tensor([p.grid_thw for p in with_images], dtype=torch.long, device=self.device)
-        mm_types = (input_ids == self.image_token_id).to(torch.int32)
-        positions, _ = self.model.model.get_rope_index(input_ids, mm_token_type_ids=mm_types,
-                                                       image_grid_thw=grid, attention_mask=mask)
+        if grid is not None:  # 3-D (temporal, height, width) rope positions for the vision tokens
+            mm_types = (input_ids == self.image_token_id).to(torch.int32)
+            positions, _ = self.model.model.get_rope_index(input_ids, mm_token_type_ids=mm_types,
+                                                           image_grid_thw=grid, attention_mask=mask)
+        else:  # text only, right-padded: 0..n-1 on all three axes (what get_rope_index gives, without a loop)
+            positions = torch.arange(input_ids.shape[1], device=input_ids.device).view(1, 1, -1).expand(
+                3, input_ids.shape[0], -1)
         out = self.model.model(input_ids=input_ids, attention_mask=mask, position_ids=positions,
                                pixel_values=pixel_values, image_grid_thw=grid, use_cache=False)
         return out.last_hidden_state, mask

