@@ -33,7 +33,6 @@ test: $(VENV)/.installed-dev
 
 lint: $(VENV)/.installed-dev
 	$(BIN)/ruff check src tests benchmarks examples
-	$(BIN)/ruff format --check src tests benchmarks examples
 
 bench: $(VENV)/.installed-dev
 	$(BIN)/python -m benchmarks.run_all

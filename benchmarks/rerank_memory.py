@@ -43,20 +43,20 @@ def vm_hwm_mib() -> float:
 def build(model: str, size: str, layers: int | None, folder: Path) -> None:
     """Build in a child process (its memory is not counted)."""
     if model == "v3":
-        cfg = "builders.QWEN3_0_6B" if size == "real" else "{}"
-        call = f"builders.build_tiny_v3(folder, config_overrides={{**{cfg}, **extra}})"
+        cfg = "rr_builders.QWEN3_0_6B" if size == "real" else "{}"
+        call = f"rr_builders.build_tiny_v3(folder, config_overrides={{**{cfg}, **extra}})"
     else:
         cfg = repr(XLMR_BASE) if size == "real" else "{}"
-        call = f"builders.build_tiny_v2(folder, config_overrides={{**{cfg}, **extra}})"
+        call = f"rr_builders.build_tiny_v2(folder, config_overrides={{**{cfg}, **extra}})"
     extra = {"num_hidden_layers": layers} if layers else {}
     code = (f"import sys; sys.path[:0] = {[str(ROOT / 'tests'), str(ROOT / 'tests' / 'rerankers')]!r}\n"
-            f"from pathlib import Path\nimport builders\nfolder = Path({str(folder)!r})\nextra = {extra!r}\n"
+            f"from pathlib import Path\nimport rr_builders\nfolder = Path({str(folder)!r})\nextra = {extra!r}\n"
             f"{call}\n")
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
 def text_of_tokens(tokenizer, rng: random.Random, n_tokens: int) -> str:
-    from builders import WORDS
+    from rr_builders import WORDS
 
     words: list[str] = []
     while len(tokenizer(" ".join(words), add_special_tokens=False)["input_ids"]) < n_tokens:
@@ -74,7 +74,7 @@ def load(model: str, folder: Path, args: argparse.Namespace):
 
 
 def cmd_memory(args: argparse.Namespace, folder: Path) -> dict:
-    from builders import random_text
+    from rr_builders import random_text
 
     rng = random.Random(0)
     docs = [random_text(rng, args.chars) for _ in range(args.docs)]

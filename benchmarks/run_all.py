@@ -40,6 +40,9 @@ ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_OUT = ROOT / "benchmarks" / "results"
 ALL_ENGINES = ["st", "infinity", "jinaserve-bs1", "jinaserve", "llamacpp"]
 MINILM_DIMS = 384
+CHECK_TEXTS = ["The cat sat on the mat.", "Dynamic batching shares forward passes between requests.",
+               "A much longer sentence about rivers, mountains and the people who live between them, "
+               "written so that its token count differs from the others.", "short"]
 
 
 @dataclass
@@ -68,6 +71,8 @@ class Run:
     overhead: dict[str, Any] | None = None
     targets: list[dict[str, Any]] = field(default_factory=list)
     profiles: dict[str, str] = field(default_factory=dict)
+    reference: list[list[float]] | None = None  # ST vectors of CHECK_TEXTS
+    agreement: dict[str, float] = field(default_factory=dict)  # engine -> min cosine vs the reference
 
     def add(self, cell: Cell) -> None:
         self.cells.setdefault(cell.key, {})[cell.engine] = cell
@@ -109,8 +114,34 @@ def _run_json(module: str, spec: dict[str, Any], tmp: Path, timeout: float, pyth
 
 
 # --------------------------------------------------------------------------- engines
+def check_agreement(run: Run, engine: str, server: engines.Server, api: str, model: str) -> None:
+    """Min cosine between the engine's embeddings of CHECK_TEXTS and in-process sentence-transformers'."""
+    if run.reference is None:
+        return
+    import base64
+
+    import httpx
+    import numpy as np
+
+    body: dict[str, Any] = {"model": model, "input": CHECK_TEXTS}
+    body["embedding_type" if api == "jina" else "encoding_format"] = "base64"
+    try:
+        r = httpx.post(server.url + ("/v1/embeddings" if api == "jina" else "/embeddings"), json=body, timeout=120)
+        r.raise_for_status()
+        got = np.stack([np.frombuffer(base64.b64decode(d["embedding"]), dtype="<f4") for d in r.json()["data"]])
+    except Exception as exc:
+        run.notes.append(f"{engine}: agreement check failed: {exc}")
+        return
+    ref = np.asarray(run.reference, dtype=np.float32)
+    cos = (got * ref).sum(1) / (np.linalg.norm(got, axis=1) * np.linalg.norm(ref, axis=1))
+    run.agreement[engine] = float(cos.min())
+    log(f"  {engine}: min cosine vs sentence-transformers on {len(CHECK_TEXTS)} texts = {cos.min():.5f}")
+
+
 def load_cells(run: Run, engine: str, server: engines.Server, workloads: list[Workload], api: str, model: str,
                duration: float, tmp: Path) -> None:
+    if workloads and workloads[0].kind == "embed" and engine not in run.agreement:
+        check_agreement(run, engine, server, api, model)
     for w in workloads:
         spec = {"base_url": server.url, "model": model, "kind": w.kind, "api": api, "clients": w.clients,
                 "inputs_per_request": w.per_request, "texts": w.texts, "query": w.query, "fmt": w.fmt,
@@ -144,10 +175,14 @@ def run_st(run: Run, workloads: list[Workload], ce_dir: Path, threads: int, dura
     for kind, model_dir, wl in (("embed", minilm_dir(), list(embed.values())), ("rerank", ce_dir, rerank)):
         if not wl:
             continue
-        spec = {"kind": kind, "model_dir": str(model_dir), "threads": threads, "workloads": wl}
+        spec = {"kind": kind, "model_dir": str(model_dir), "threads": threads, "workloads": wl,
+                "check_texts": CHECK_TEXTS if kind == "embed" else None}
         try:
             for r in _run_json("benchmarks.st_baseline", spec, tmp, timeout=len(wl) * (duration + 120) + 120,
                                env=engines.thread_env(threads)):
+                if r["key"] == "__reference__":
+                    run.reference = r["vectors"]
+                    continue
                 results[r["key"]] = r
         except Exception as exc:
             for x in wl:
@@ -340,6 +375,9 @@ def render(run: Run, workloads: list[Workload]) -> str:
             met = "n/a" if t["met"] is None else ("yes" if t["met"] else "**no**")
             prof = run.profiles.get(t["key"]) if t["met"] is False else None
             out.append(f"| {t['target']} | {val} | {goal} | {met}{f' (profile: `{prof}`)' if prof else ''} |")
+    if run.agreement:
+        out += ["", "Same answers: minimum cosine between each engine's embeddings of 4 check texts and in-process "
+                "sentence-transformers': " + ", ".join(f"{e} {v:.5f}" for e, v in run.agreement.items()) + "."]
     if run.notes:
         out += ["", "## Notes", ""] + [f"- {n}" for n in run.notes]
     return "\n".join(out) + "\n"
@@ -366,8 +404,8 @@ def machine_info(threads: int) -> dict[str, Any]:
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m benchmarks.run_all", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--duration", type=float, default=float(os.environ.get("BENCH_DURATION", 4.0)),
-                   help="seconds of measured load per cell (default 4)")
+    p.add_argument("--duration", type=float, default=float(os.environ.get("BENCH_DURATION", 3.0)),
+                   help="seconds of measured load per cell (default 3)")
     p.add_argument("--threads", type=int, default=None, help="inference threads for every engine (default: cores)")
     p.add_argument("--engines", default=",".join(ALL_ENGINES), help=f"subset of {','.join(ALL_ENGINES)}")
     p.add_argument("--workloads", default="all", help=f"'all' or a subset of {','.join(ALL_KEYS)}")
@@ -493,6 +531,7 @@ def main(argv: list[str] | None = None) -> int:
     (out / "latest.md").write_text(text)
     (out / "latest.json").write_bytes(orjson.dumps({
         "args": run.args, "machine": run.machine, "overhead": run.overhead, "targets": run.targets,
+        "agreement": run.agreement,
         "notes": run.notes, "profiles": run.profiles,
         "cells": {k: {e: asdict(c) for e, c in v.items()} for k, v in run.cells.items()}},
         option=orjson.OPT_INDENT_2))

@@ -52,6 +52,9 @@ def main(argv: list[str] | None = None) -> None:
         from sentence_transformers import SentenceTransformer
 
         model = SentenceTransformer(spec["model_dir"], device="cpu")
+        if spec.get("check_texts"):  # reference vectors for the engines' agreement check
+            ref = model.encode(spec["check_texts"], convert_to_numpy=True, normalize_embeddings=True)
+            out.append({"key": "__reference__", "vectors": ref.tolist()})
         for w in spec["workloads"]:
             k = w["inputs_per_call"]
             pool = w["texts"]

@@ -11,7 +11,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-from helpers import build_tiny_bert, minilm_dir  # noqa: E402
+from helpers import build_tiny_bert, minilm_dir
 
 
 @pytest.fixture(scope="session")

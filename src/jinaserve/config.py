@@ -69,6 +69,7 @@ class Settings(BaseSettings):
     log_level: str = "info"
     cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
     graceful_timeout_s: float = 30.0
+    otel: bool = Field(default=False, description="OpenTelemetry tracing of HTTP requests (needs the otel extra).")
 
     # --- limits ---------------------------------------------------------------------------
     max_body_bytes: int = 32 * 1024 * 1024

@@ -343,6 +343,9 @@ def load_image(source: Any, *, policy: ImageFetchPolicy | None = None, index: in
     try:
         return decode_image_bytes(source_bytes(source, policy, index), policy, index)
     except InvalidImageError as exc:
+        if isinstance(source, str) and allow_local and re.search(r"\.(png|jpe?g|gif|webp|bmp|tiff?)$", source.strip(),
+                                                                 re.IGNORECASE):
+            raise _fail(index, f"image file {source.strip()!r} does not exist") from None
         if isinstance(source, str) and not allow_local and re.match(r"^(/|\./|\.\./|~|[A-Za-z]:\\)", source.strip()):
             # base64 may start with "/" (JPEG: "/9j/"), so a path is only suspected once decoding failed
             raise InvalidImageError(f"{exc.message} (local file paths are read only by the in-process API; over "

@@ -9,7 +9,8 @@ from typing import Any
 
 import orjson
 
-_STANDARD = set(vars(logging.makeLogRecord({})).keys()) | {"message", "asctime"}
+# uvicorn adds `color_message` (its message with ANSI colours) to some records: not a field worth printing.
+_STANDARD = set(vars(logging.makeLogRecord({})).keys()) | {"message", "asctime", "color_message"}
 
 
 class JSONFormatter(logging.Formatter):

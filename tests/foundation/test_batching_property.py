@@ -18,7 +18,7 @@ WORDS = ["alpha", "beta", "gamma", "delta", "river", "stone", "cloud", "green", 
 POOL = [" ".join(WORDS[(i * 3 + j) % len(WORDS)] for j in range(1 + (i * 11) % 57)) for i in range(24)]
 
 request_st = st.lists(st.integers(0, len(POOL) - 1), min_size=1, max_size=6)
-batch_st = st.lists(request_st, min_size=2, max_size=16)
+batch_st = st.lists(request_st, min_size=2, max_size=12)
 
 
 @pytest.fixture(scope="module")
@@ -48,7 +48,7 @@ def batch_count(url: str, model: str) -> tuple[float, float]:
     return vals["count"], vals["sum"]
 
 
-@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(requests=batch_st)
 def test_concurrent_requests_get_their_own_vectors(main_server, alone, requests):
     url = main_server.url

@@ -91,5 +91,5 @@ def test_named_model_that_cannot_load_is_an_error(tmp_path):
     with pytest.raises(ModelNotFoundError, match="Unknown model"):
         Embedder("definitely-not-a-model", offline=True)
     (tmp_path / "empty").mkdir()
-    with pytest.raises(ModelNotFoundError, match="config.json"):
+    with pytest.raises(ModelNotFoundError, match=r"config\.json"):
         Embedder(str(tmp_path / "empty"), offline=True)

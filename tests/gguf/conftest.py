@@ -76,7 +76,7 @@ def gguf_models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """{name: path}: torch folders (`*_torch`) and their GGUF counterparts."""
     root = tmp_path_factory.mktemp("gguf")
     jt = _module("gguf_jt_builders", TESTS / "jina_text" / "jt_builders.py")
-    rr = _module("gguf_rr_builders", TESTS / "rerankers" / "builders.py")
+    rr = _module("gguf_rr_builders", TESTS / "rerankers" / "rr_builders.py")
 
     paths: dict[str, Path] = {"minilm_torch": minilm_dir()}
     paths["nano_torch"] = jt.build_v5_nano(root / "v5-nano-torch")

@@ -10,9 +10,16 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from builders import TinyV3, build_hf_checkpoint, build_remote_checkpoint
+from v3_builders import TinyV3, build_hf_checkpoint, build_remote_checkpoint
 
-torch.set_num_threads(1)  # tiny models: one thread is fastest, and the test machine is shared
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """Tiny models: one intra-op thread is fastest, and the test machine is shared (restored afterwards)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="session")

@@ -7,9 +7,9 @@ import json
 import httpx
 import numpy as np
 import pytest
-from builders import TASK_ORDER
-from reference import tokenizer
 from test_v3_late_chunking import CHUNKS, manual_late_chunking
+from v3_builders import TASK_ORDER
+from v3_reference import tokenizer
 
 from helpers import server_in_thread
 from jinaserve.outputs import decode_base64
@@ -79,9 +79,10 @@ def test_truncate_field(v3_hf, srv):
     ({"task": "retrieval.query", "dimensions": 33}, "body -> dimensions"),
     ({"dimensions": 0}, "body -> dimensions"),
     ({"return_multivector": True}, "body -> return_multivector"),
+    ({"input": [{"text": "a"}, {"image": "https://example.com/cat.png"}]}, "body -> input -> 1"),
 ])
 def test_unsupported_values_are_422(srv, body, field):
-    r = post(srv, input=["x"], **body)
+    r = post(srv, **{"input": ["x"], **body})
     assert r.status_code == 422, r.text
     payload = r.json()
     assert isinstance(payload["detail"], str) and payload["errors"][0]["field"] == field

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from builders import PREFIXES
-from reference import hidden_states, tokenizer
 from test_v3_model import load
+from v3_builders import PREFIXES
+from v3_reference import hidden_states, tokenizer
 
 from jinaserve.engine.service import ModelService
 from jinaserve.errors import InvalidInputError, TokenLimitExceededError

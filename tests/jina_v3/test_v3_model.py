@@ -10,8 +10,8 @@ from dataclasses import replace
 import numpy as np
 import pytest
 import torch
-from builders import FOLDER, PREFIXES, TASK_ORDER
-from reference import reference_embedding
+from v3_builders import FOLDER, PREFIXES, TASK_ORDER
+from v3_reference import reference_embedding
 
 from jinaserve.catalog import lookup
 from jinaserve.engine.service import ModelService
@@ -237,3 +237,31 @@ def test_folder_with_any_name_is_detected_as_v3(v3_hf, v3_remote):
     for folder in (v3_hf.folder, v3_remote):  # tmp names: no catalog id, so the config's architecture decides
         ref = resolve(str(folder))
         assert ref.spec.family == "jina_v3" and ref.spec.task_names == TASK_ORDER
+
+
+@pytest.mark.parametrize("fused_a", [False, True])
+def test_peft_adapter_on_fused_wqkv_is_split(v3_hf, tmp_path, fused_a):
+    """Adapters saved under the legacy names (`encoder.layers.N.mixer.Wqkv`) load like the split ones."""
+    from safetensors.torch import load_file, save_file
+
+    from jinaserve.models.jina_v3_layout import read_peft_adapter
+
+    src = v3_hf.folder / "classification"
+    state = load_file(str(src / "adapter_model.safetensors"))
+    fused: dict[str, torch.Tensor] = {}
+    for key, value in state.items():
+        if ".self_attn.q_proj." in key:
+            layer = key.split(".layers.")[1].split(".")[0]
+            parts = [state[key.replace("q_proj", p)] for p in ("q_proj", "k_proj", "v_proj")]
+            new = f"base_model.model.encoder.layers.{layer}.mixer.Wqkv.{key.rsplit('.', 2)[-2]}.weight"
+            fused[new] = torch.cat(parts) if (fused_a or "lora_B" in key) else parts[0]
+        elif "_proj." not in key or ".o_proj." in key:
+            fused[key] = value
+    dst = tmp_path / "classification"
+    dst.mkdir()
+    save_file(fused, str(dst / "adapter_model.safetensors"))
+    shutil.copy(src / "adapter_config.json", dst / "adapter_config.json")
+    want, got = read_peft_adapter(src), read_peft_adapter(dst)
+    assert set(got) == set(want)
+    for path, w in want.items():
+        torch.testing.assert_close(got[path].delta(), w.delta())

@@ -117,3 +117,22 @@ def test_two_replicas_share_traffic_and_survive_a_kill(ray_app):
     assert stats["lost"] == 0, stats
     assert stats["ok_first_try"] + stats["ok_after_retry"] == stats["sent"]
     assert pids_after - set(seen), "Ray did not replace the killed replica within 60 s"
+
+
+def test_ray_options_map_to_serve_deployment_settings():
+    from jinaserve.ray_serve import RayOptions
+
+    fixed = RayOptions(replicas=3, num_cpus=2, num_gpus=1).deployment_options()
+    assert fixed["num_replicas"] == 3 and "autoscaling_config" not in fixed
+    assert fixed["ray_actor_options"] == {"num_cpus": 2, "num_gpus": 1}
+    auto = RayOptions(min_replicas=1, max_replicas=6, target_ongoing_requests=4).deployment_options()
+    assert "num_replicas" not in auto
+    assert auto["autoscaling_config"] == {"min_replicas": 1, "max_replicas": 6, "initial_replicas": 1,
+                                          "target_ongoing_requests": 4}
+    with pytest.raises(ValueError):
+        RayOptions(min_replicas=5, max_replicas=2).deployment_options()
+    with pytest.raises(ValueError):
+        RayOptions(replicas=0).deployment_options()
+    from ray.serve.config import AutoscalingConfig
+
+    AutoscalingConfig(**auto["autoscaling_config"])  # Ray accepts it

@@ -9,7 +9,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from builders import build_tiny_v2, build_tiny_v3
+from rr_builders import build_tiny_v2, build_tiny_v3
 
 
 @pytest.fixture(scope="session")
@@ -29,6 +29,6 @@ def tiny_v2(tmp_path_factory: pytest.TempPathFactory):
 
 @pytest.fixture(scope="session")
 def tiny_m0(tmp_path_factory: pytest.TempPathFactory):
-    from builders import build_tiny_m0
+    from rr_builders import build_tiny_m0
 
     return build_tiny_m0(tmp_path_factory.mktemp("tiny-m0"))

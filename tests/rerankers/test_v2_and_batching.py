@@ -9,9 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from builders import random_text
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from rr_builders import random_text
 
 from jinaserve.engine.service import ModelService
 from jinaserve.jobs import RerankDocument, RerankJob, RerankOptions

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from builders import random_text
+from rr_builders import random_text
 from safetensors import safe_open
 
 from jinaserve.catalog import lookup

@@ -33,8 +33,11 @@ def test_multimodal_search_example(tiny_v4_path: Path, tmp_path: Path, capsys) -
         assert all(-1 <= h["score"] <= 1 and h["maxsim"] > 0 for h in hits)
     # user images given as paths work too
     (tmp_path / "x.png").write_bytes(PNG)
-    assert example.main(["--model", f"jina-embeddings-v4={tiny_v4_path}", "--device", "cpu", "--json",
+    assert example.main(["--model", f"jina-embeddings-v4={tiny_v4_path}", "--json",  # device auto
                          "--images", str(tmp_path / "x.png"), "--query", "q", "--top", "1"]) == 0
     out = json.loads(capsys.readouterr().out)
     assert out["dims"] == 64 and out["results"][0]["hits"][0]["image"] == "x.png"
+    from jinaserve.runtimes.torch_runtime import select_device
+
+    assert out["device"] == select_device("auto")  # cuda → mps → cpu
 

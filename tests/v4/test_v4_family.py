@@ -227,3 +227,24 @@ def test_in_process_image_sources_and_cosine(v4_embedder, tmp_path):
     sims = cosine_similarity(vecs, q)
     assert sims.shape == (4,) and np.all(np.abs(sims) <= 1 + 1e-6)
     assert v4_embedder.device == "cpu"
+
+
+def test_missing_adapters_or_projector_fail_loading_clearly(tiny_v4_path, tmp_path):
+    import shutil
+
+    from jinaserve import Embedder
+
+    broken = tmp_path / "no-adapters"
+    shutil.copytree(tiny_v4_path, broken, ignore=shutil.ignore_patterns("adapters"))
+    with pytest.raises(FileNotFoundError, match=r"adapter_config\.json.*one PEFT folder 'adapters/'"):
+        Embedder(f"jina-embeddings-v4={broken}", device="cpu")
+    # a merged (-vllm-) checkpoint served under the full v4 row: no projector for multi-vectors
+    no_proj = tmp_path / "no-projector"
+    shutil.copytree(tiny_v4_path, no_proj)
+    from safetensors.torch import load_file, save_file
+
+    state = {k: v for k, v in load_file(str(no_proj / "model.safetensors")).items()
+             if "multi_vector_projector" not in k}
+    save_file(state, str(no_proj / "model.safetensors"))
+    with pytest.raises(FileNotFoundError, match="multi_vector_projector"):
+        Embedder(f"jina-embeddings-v4={no_proj}", device="cpu")

@@ -41,6 +41,8 @@ def test_local_paths_and_pil_only_in_process(tmp_path):
         load_image(str(path), index=0)
     with pytest.raises(InvalidImageError, match="does not exist"):
         load_image(str(tmp_path / "nope.png"), allow_local=True)
+    with pytest.raises(InvalidImageError, match=r"'cat\.JPG' does not exist"):
+        load_image("cat.JPG", allow_local=True)  # relative name, not found
 
 
 @pytest.mark.parametrize(("source", "message"), [

@@ -61,4 +61,8 @@ def create_app(settings: Settings, registry: ModelRegistry | None = None, *,
         app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["*"],
                            allow_headers=["*"])
     app.add_middleware(RequestContextMiddleware, max_body_bytes=settings.max_body_bytes)
+    if settings.otel:
+        from ..tracing import setup_tracing
+
+        setup_tracing(app, True)
     return app

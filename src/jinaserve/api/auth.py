@@ -10,7 +10,9 @@ from fastapi import Request
 from ..errors import AuthError
 
 
-def check_api_key(request: Request) -> None:
+async def check_api_key(request: Request) -> None:
+    # async (it never blocks): FastAPI runs a plain `def` dependency in its thread pool, a thread
+    # hand-off per request for a few microseconds of work.
     keys: list[str] = request.app.state.settings.api_keys
     if not keys:
         return

@@ -36,7 +36,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..catalog import ModelSpec
-from ..errors import InvalidInputError, ModelLoadError, TokenLimitExceededError
+from ..errors import FieldError, InvalidInputError, ModelLoadError, TokenLimitExceededError, ValidationFailedError
 from ..jobs import EmbedInput, EmbedOptions
 from ..runtimes.torch_runtime import pad_batch
 from .base import EmbedPlan, WorkItem
@@ -214,6 +214,7 @@ class JinaV3Family(TextEmbeddingFamily):
 
         from ..runtimes.torch_runtime import configure_threads, load_pretrained, select_device, select_dtype
 
+        mode = adapter_mode_from_env()
         configure_threads(opts.threads)
         device = select_device(opts.device)
         dtype = select_dtype(device, opts.dtype, fp32_only=spec.fp32_only)
@@ -239,9 +240,8 @@ class JinaV3Family(TextEmbeddingFamily):
         max_pos = int(getattr(model.config, "max_position_embeddings", spec.max_tokens + 2))
         spec = replace(spec, dims=hidden, max_tokens=min(spec.max_tokens, max_pos - 2) if max_pos > 2 else
                        spec.max_tokens)
-        mode = adapter_mode_from_env()
-        log.info("loaded %s from %s (%s layout, %d adapters, %s adapters, device=%s, dtype=%s)", spec.id, folder,
-                 layout, len(adapters), mode, device, dtype)
+        log.info("loaded %s from %s (%s layout, %d task adapters, adapter mode %s, device=%s, dtype=%s)", spec.id,
+                 folder, layout, len(adapters), mode, device, dtype)
         return cls(spec, model, tokenizer, adapters=adapters, adapter_mode=mode, device=device)
 
     # ----------------------------------------------------------------- forward
@@ -271,6 +271,11 @@ class JinaV3Family(TextEmbeddingFamily):
 
     # ----------------------------------------------------------------- planning
     def plan_embed(self, inputs: Sequence[EmbedInput], options: EmbedOptions) -> EmbedPlan:
+        images = [i for i, item in enumerate(inputs) if item.image is not None]
+        if images:  # the hosted v3 schema takes str / {"text"} only: a schema error there, so 422 here too
+            raise ValidationFailedError([FieldError(f"body -> input -> {i}", f"Model {self.spec.id!r} takes text "
+                                                    f"only; images are not supported", "value_error", "image")
+                                         for i in images])
         if options.late_chunking:
             return self.plan_late_chunking(inputs, options)
         return super().plan_embed(inputs, options)

@@ -30,7 +30,9 @@ Key mapping, remote → native (after dropping `roberta.` and `.parametrizations
    encoder.layers.N.norm1.*          → layers.N.post_attention_layernorm.*
    encoder.layers.N.norm2.*          → layers.N.post_mlp_layernorm.*
    pooler.dense.*                    → pooler.dense.*   (unused by mean pooling)
-The same module-name mapping is applied to PEFT adapter keys, so adapters saved with either naming load.
+The same module-name mapping is applied to PEFT adapter keys, so adapters saved with either naming load; an
+adapter on a fused `mixer.Wqkv` is split like the weight: B by output rows, A shared (one rank-r pair, as in
+the remote code) or also split when it holds three stacked rank-r A's (q, k, v pairs concatenated).
 """
 
 from __future__ import annotations
@@ -169,8 +171,9 @@ def read_peft_adapter(folder: Path) -> TaskAdapters:
             a, b = parts["lora_A"], parts["lora_B"]  # (r, in), (out, r)
             if cfg.get("fan_in_fan_out"):
                 raise ModelLoadError(f"{folder}: fan_in_fan_out adapters are not supported")
+            fused_a = a.shape[0] == 3 * b.shape[1]  # a fused Wqkv saved as concatenated per-projection pairs
             for target, idx in map_module(module):
-                out[target] = LoRAWeight("linear", a, _chunk(b, idx), scale)
+                out[target] = LoRAWeight("linear", _chunk(a, idx) if fused_a else a, _chunk(b, idx), scale)
         elif "lora_embedding_A" in parts and "lora_embedding_B" in parts:
             a, b = parts["lora_embedding_A"], parts["lora_embedding_B"]  # (r, num), (dim, r)
             for target, _ in map_module(module):

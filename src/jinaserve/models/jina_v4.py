@@ -79,11 +79,11 @@ class _ActiveTask:
 class TaskLoRALinear(nn.Module):
     """A frozen Linear plus per-task low-rank deltas; the shared `_ActiveTask` picks one per forward."""
 
-    def __init__(self, base: nn.Linear, active: _ActiveTask, scaling: float) -> None:
+    def __init__(self, base: nn.Linear, active: _ActiveTask) -> None:
         super().__init__()
         self.base = base
         self.active = active
-        self.scaling = scaling
+        self.scaling: dict[Hashable, float] = {}
         self.lora_a: dict[Hashable, torch.Tensor] = {}
         self.lora_b: dict[Hashable, torch.Tensor] = {}
         self.lora_bias: dict[Hashable, torch.Tensor] = {}
@@ -104,13 +104,15 @@ class TaskLoRALinear(nn.Module):
     def out_features(self) -> int:
         return self.base.out_features
 
-    def add(self, task: Hashable, a: torch.Tensor, b: torch.Tensor, bias: torch.Tensor | None = None) -> None:
+    def add(self, task: Hashable, a: torch.Tensor, b: torch.Tensor, scaling: float,
+            bias: torch.Tensor | None = None) -> None:
         w = self.base.weight
         if a.shape != (a.shape[0], self.base.in_features) or b.shape != (self.base.out_features, a.shape[0]):
             raise ValueError(f"LoRA shapes A{tuple(a.shape)} B{tuple(b.shape)} do not fit Linear "
                              f"{self.base.in_features}→{self.base.out_features}")
         self.lora_a[task] = a.to(device=w.device, dtype=w.dtype)
         self.lora_b[task] = b.to(device=w.device, dtype=w.dtype)
+        self.scaling[task] = float(scaling)
         if bias is not None:
             self.lora_bias[task] = bias.to(device=w.device, dtype=w.dtype)
 
@@ -124,7 +126,7 @@ class TaskLoRALinear(nn.Module):
         bias = self.lora_bias.get(task)
         if bias is not None:
             delta = delta + bias
-        return y + (delta * self.scaling).to(y.dtype)
+        return y + (delta * self.scaling[task]).to(y.dtype)
 
 
 def _canonical_module(name: str) -> str:
@@ -137,8 +139,11 @@ def _canonical_module(name: str) -> str:
     return name
 
 
-def read_multitask_lora(folder: Path) -> tuple[float, dict[str, dict[str, dict[str, torch.Tensor]]]]:
-    """(scaling, {module: {task: {"A", "B"[, "bias"]}}}) from the single PEFT folder of v4."""
+def read_multitask_lora(folder: Path) -> dict[str, dict[str, dict[str, Any]]]:
+    """{module: {task: {"A", "B"[, "bias"], "scale"}}} from the single PEFT folder of v4.
+
+    The rank is read from each A matrix (so `rank_pattern` needs no parsing); alpha is `lora_alpha`, or
+    the `alpha_pattern` entry whose key ends the module name; scale = alpha / r (alpha / √r for rsLoRA)."""
     cfg_file = folder / "adapter_config.json"
     if not cfg_file.is_file():
         raise FileNotFoundError(f"{folder} has no adapter_config.json: jina-embeddings-v4 keeps its task LoRAs "
@@ -146,9 +151,9 @@ def read_multitask_lora(folder: Path) -> tuple[float, dict[str, dict[str, dict[s
     cfg = json.loads(cfg_file.read_text())
     if cfg.get("peft_type", "LORA") != "LORA" or cfg.get("use_dora"):
         raise ValueError(f"{folder}: only plain LoRA adapters are supported")
-    r = int(cfg["r"])
-    alpha = float(cfg.get("lora_alpha", r))
-    scaling = alpha / (r ** 0.5) if cfg.get("use_rslora") else alpha / r
+    default_alpha = float(cfg.get("lora_alpha", cfg.get("r", 8)))
+    alpha_pattern: dict[str, float] = cfg.get("alpha_pattern") or {}
+    rslora = bool(cfg.get("use_rslora"))
     weights = folder / "adapter_model.safetensors"
     if weights.is_file():
         from safetensors.torch import load_file
@@ -156,7 +161,7 @@ def read_multitask_lora(folder: Path) -> tuple[float, dict[str, dict[str, dict[s
         raw = load_file(str(weights))
     else:
         raw = torch.load(str(folder / "adapter_model.bin"), map_location="cpu", weights_only=True)
-    out: dict[str, dict[str, dict[str, torch.Tensor]]] = {}
+    out: dict[str, dict[str, dict[str, Any]]] = {}
     for key, value in raw.items():
         m = _LORA_KEY.match(key)
         if m is None:
@@ -172,7 +177,13 @@ def read_multitask_lora(folder: Path) -> tuple[float, dict[str, dict[str, dict[s
         for task, ab in tasks.items():
             if "A" not in ab or "B" not in ab:
                 raise ValueError(f"{folder}: LoRA pair of {module!r} for task {task!r} is incomplete")
-    return scaling, out
+    for module, tasks in out.items():
+        alpha = next((float(v) for k, v in alpha_pattern.items() if re.search(rf"(^|\.){k}$", module)),
+                     default_alpha)
+        for ab in tasks.values():
+            r = int(ab["A"].shape[0])
+            ab["scale"] = alpha / (r ** 0.5) if rslora else alpha / r
+    return out
 
 
 def attach_lora(model: nn.Module, projector: nn.Linear | None, folder: Path, tasks: Sequence[str],
@@ -180,7 +191,7 @@ def attach_lora(model: nn.Module, projector: nn.Linear | None, folder: Path, tas
     """Wrap every adapted Linear of `model` (and the projector) with `TaskLoRALinear`.
 
     Returns (possibly wrapped projector, number of wrapped modules)."""
-    scaling, loras = read_multitask_lora(folder)
+    loras = read_multitask_lora(folder)
     available = {t for per in loras.values() for t in per}
     missing = [t for t in tasks if t not in available]
     if missing:
@@ -191,8 +202,7 @@ def attach_lora(model: nn.Module, projector: nn.Linear | None, folder: Path, tas
         if module.endswith("multi_vector_projector"):
             if projector is None:
                 continue
-            wrapper = projector if isinstance(projector, TaskLoRALinear) else TaskLoRALinear(projector, active,
-                                                                                             scaling)
+            wrapper = projector if isinstance(projector, TaskLoRALinear) else TaskLoRALinear(projector, active)
             projector = wrapper
         else:
             try:
@@ -203,14 +213,14 @@ def attach_lora(model: nn.Module, projector: nn.Linear | None, folder: Path, tas
             if isinstance(target, TaskLoRALinear):
                 wrapper = target
             elif isinstance(target, nn.Linear):
-                wrapper = TaskLoRALinear(target, active, scaling)
+                wrapper = TaskLoRALinear(target, active)
                 parent_name, _, child = module.rpartition(".")
                 setattr(model.get_submodule(parent_name) if parent_name else model, child, wrapper)
             else:
                 raise ValueError(f"adapter targets {module!r}, which is a {type(target).__name__}, not a Linear")
         for task, ab in per_task.items():
             if task in tasks:
-                wrapper.add(task, ab["A"], ab["B"], ab.get("bias"))
+                wrapper.add(task, ab["A"], ab["B"], float(ab["scale"]), ab.get("bias"))
         count += 1
     if skipped:
         # e.g. lm_head, which embeddings never run

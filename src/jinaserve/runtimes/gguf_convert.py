@@ -112,7 +112,7 @@ for job in jobs:
     generic = job["generic"]
     base.TextModel.get_vocab_base_pre = (lambda self, tokenizer: "gpt-2") if generic else known_pre
     # (XLM-R's writer needs a sentencepiece charsmap that toy Unigram tokenizers lack)
-    bert.XLMRobertaModel.set_vocab = (lambda self: self._set_vocab_gpt2()) if generic else xlmr_vocab
+    bert.XLMRobertaModel.set_vocab = bert.BertModel.set_vocab if generic else xlmr_vocab
     sys.argv = ["convert_hf_to_gguf.py", job["src"], "--outfile", job["out"], "--outtype", job["outtype"]]
     cv.main()
 """

@@ -380,13 +380,12 @@ def load_family(spec: ModelSpec, local_path: Path | None, opts: Any) -> Any:
     """Build `spec`'s family around llama.cpp. `opts` is a LoadOptions."""
     require_llama_cpp()
     gguf_path = locate_gguf(spec, local_path, quant=opts.quant, offline=opts.offline, cache_dir=opts.cache_dir)
-    folder = gguf_path.parent
     backbone = LlamaCppBackbone(gguf_path, n_ctx=getattr(opts, "gguf_ctx_size", None),
                                 n_batch=getattr(opts, "gguf_batch_size", None), threads=opts.threads)
     try:
         if not spec.family:
             spec = detect_gguf_spec(spec.id, backbone)
-        family = _build(spec, folder, backbone, opts)
+        family = _build(spec, gguf_path, backbone, opts)
     except Exception:
         backbone.close()
         raise
@@ -397,14 +396,17 @@ def load_family(spec: ModelSpec, local_path: Path | None, opts: Any) -> Any:
     return family
 
 
-def _build(spec: ModelSpec, folder: Path, backbone: LlamaCppBackbone, opts: Any) -> Any:
+def _build(spec: ModelSpec, gguf_path: Path, backbone: LlamaCppBackbone, opts: Any) -> Any:
     from ..models import family_class
     from ..models.text_embedding import TextEmbeddingFamily
 
+    folder = gguf_path.parent
     cls = family_class(spec.family)
     hook = getattr(cls, "load_gguf", None)
     if hook is not None:  # a family with its own llama.cpp wiring
         return hook(spec, folder, backbone, opts)
+    if spec.family == "jina_v3":
+        return _build_v3(spec, gguf_path, backbone)
     if spec.family == "jina_reranker_v3":
         return _build_reranker_v3(cls, spec, folder, backbone, opts)
     if isinstance(cls, type) and issubclass(cls, TextEmbeddingFamily):
@@ -437,6 +439,55 @@ def _build_text_embedding(cls: Any, spec: ModelSpec, folder: Path, backbone: Lla
     tokenizer = load_tokenizer(folder, backbone, padding_side)
     return cls(spec, backbone, tokenizer, device="cpu", pooling=pooling, padding_side=padding_side,
                max_tokens=max_tokens, **kwargs)
+
+
+def lora_files(gguf_path: Path) -> dict[str, Path]:
+    """jina-embeddings-v3's task LoRAs as llama.cpp's converter writes them next to the model:
+    `lora-<task>-<model file name>` → {task: path}."""
+    out: dict[str, Path] = {}
+    for f in gguf_path.parent.glob(f"lora-*-{gguf_path.name}"):
+        out[f.name[len("lora-"):-len(gguf_path.name) - 1]] = f
+    return out
+
+
+def _build_v3(spec: ModelSpec, gguf_path: Path, backbone: LlamaCppBackbone) -> Any:
+    """jina-embeddings-v3: the base GGUF + one llama.cpp LoRA adapter per task, switched per batch (items of
+    different adapters never share a batch: the engine groups by adapter)."""
+    from ..models.jina_v3 import JinaV3Family
+    from ..models.text_embedding import TextEmbeddingFamily
+
+    files = lora_files(gguf_path)
+    # the converter names each file after the task (`lora_adaptations`); the row's adapter key may differ
+    by_adapter = {t.adapter: files.get(t.name) or files.get(t.adapter) for t in spec.tasks if t.adapter}
+    needed = set(by_adapter)
+    missing = sorted(a for a, f in by_adapter.items() if f is None)
+    if missing:
+        raise ModelLoadError(f"{spec.id}: no LoRA GGUF for {missing} next to {gguf_path.name} (expected "
+                             f"lora-<task>-{gguf_path.name}, as llama.cpp's converter writes them); found "
+                             f"{sorted(files) or 'none'}")
+    for name in sorted(needed):
+        backbone.add_adapter(name, by_adapter[name])  # type: ignore[arg-type]
+
+    class GGUFJinaV3Family(JinaV3Family):
+        """JinaV3Family (prefixes, grouping by adapter, mean pooling, late chunking) on llama.cpp adapters."""
+
+        def __init__(self, spec: ModelSpec, model: LlamaCppBackbone, tokenizer: Any) -> None:
+            TextEmbeddingFamily.__init__(self, spec, model, tokenizer, device="cpu", pooling="mean",
+                                         padding_side="right")
+            self.adapter_mode = "llamacpp"
+            self.adapter_names = sorted(needed)
+
+        def prepare_task(self, task: str | None) -> None:
+            return None
+
+        def forward_hidden(self, input_ids: Any, attention_mask: Any, group: Any) -> Any:
+            self.model.activate(group if isinstance(group, str) else None)
+            return self.model(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+
+    max_tokens = min(spec.max_tokens, backbone.n_ctx, backbone.n_batch, max(1, backbone.n_ctx_train - 2))
+    spec = replace(spec, dims=backbone.n_embd, max_tokens=max_tokens)
+    tokenizer = load_tokenizer(gguf_path.parent, backbone, "right")
+    return GGUFJinaV3Family(spec, backbone, tokenizer)
 
 
 def _build_reranker_v3(cls: Any, spec: ModelSpec, folder: Path, backbone: LlamaCppBackbone, opts: Any) -> Any:

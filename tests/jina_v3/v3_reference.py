@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from builders import ALPHA, HIDDEN, LAYERS, RANK, TinyV3
+from v3_builders import ALPHA, HIDDEN, LAYERS, RANK, TinyV3
 
 
 @lru_cache(maxsize=4)
