@@ -7,7 +7,7 @@ PORT ?= 8080
 # The CPU wheel of torch available on these machines; installed first so nothing pulls a CUDA build.
 TORCH_SPEC ?= torch==2.13.0
 
-.PHONY: run test venv dev lint bench clean
+.PHONY: run test venv dev lint bench bench-quick clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -34,8 +34,13 @@ test: $(VENV)/.installed-dev
 lint: $(VENV)/.installed-dev
 	$(BIN)/ruff check src tests benchmarks examples
 
+# `make bench` (full run, ~15 min on 2 cores; table in benchmarks/results/latest.md), `make bench-quick` (1 s
+# per cell, no profiles, results/quick.md), or `make bench BENCH_ARGS="--engines st,jinaserve"`.
 bench: $(VENV)/.installed-dev
-	$(BIN)/python -m benchmarks.run_all
+	$(BIN)/python -m benchmarks.run_all $(BENCH_ARGS)
+
+bench-quick: $(VENV)/.installed-dev
+	$(BIN)/python -m benchmarks.run_all --quick $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache

@@ -4,7 +4,8 @@ Run as `python -m benchmarks.overhead SPEC.json` (own process). It loads the rea
 model and, interleaved so machine noise hits both alike, times:
 
 - `request`: one `POST /v1/embeddings` (1 input, base64) through the whole ASGI app: middleware, routing,
-  pydantic validation, tokenisation off the event loop, batcher queue + worker thread hand-off,
+  pydantic validation, tokenisation (on the loop for a request this small: `INLINE_PLAN_MAX_CHARS` in
+  `jinaserve.engine.service`), batcher queue + worker thread hand-off,
   normalisation, orjson response. (No socket: uvicorn's C HTTP parser and the client are excluded —
   the end-to-end HTTP 1×1 latency in the main table includes them.)
 - `forward`: the family's `run_batch` call that served that very request (pad → model → pool → numpy),

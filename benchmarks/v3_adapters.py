@@ -11,6 +11,8 @@ of a batch with jinaserve's own adapter modules (`jinaserve.models.jina_v3`):
   base     – no task (no adapter): the floor,
   merged   – a task active, its merged weights W + B·A·α/r used directly (what `merged` mode serves),
   runtime  – a task active, the rank-4 factors added per call: x·W + (x·Aᵀ)·Bᵀ·s.
+and the one-time cost of merging a task (what its first request pays in merged mode, or the load pays with
+JINASERVE_V3_PREMERGE).
 Embedding LoRA is a gather of 4 columns in both modes. Weight values do not change the speed.
 """
 
@@ -126,6 +128,24 @@ def main() -> None:
             uninstall(model)
     results = {mode: statistics.median(v) for mode, v in samples.items()}
 
+    # What the first request of a task pays in merged mode (or JINASERVE_V3_PREMERGE pays at load time):
+    # building W + B·A·s for every Linear of the encoder, in fp32, cast to the model dtype.
+    from jinaserve.models.jina_v3 import TaskLinear
+
+    merge_times = []
+    for _ in range(args.rounds):
+        install_adapters(model, adapters, "merged")
+        linears = [m for m in model.modules() if isinstance(m, TaskLinear)]
+        t = clock()
+        with torch.inference_mode():
+            for m in linears:
+                m.merge(tasks[0])
+        if args.device == "cuda":
+            torch.cuda.synchronize()
+        merge_times.append(clock() - t)
+        uninstall(model)
+    merge_s = statistics.median(merge_times) / args.layers * FULL_LAYERS
+
     linear = sum(m.weight.numel() for n, m in model.named_modules()
                  if isinstance(m, torch.nn.Linear) and not n.startswith("pooler"))
     per_layer = linear / args.layers
@@ -142,6 +162,7 @@ def main() -> None:
         print(f"  {mode:8s} {t * 1000:9.1f} ms/batch  {tokens / t:8.0f} tok/s  x{t / results['base']:.3f} vs base")
     print(f"  (samples ms: {', '.join(f'{m}=' + '/'.join(f'{x * 1000:.0f}' for x in v) for m, v in samples.items())})")
     print(f"  runtime / merged = {results['runtime'] / results['merged']:.3f}")
+    print(f"  one-time merge of a task (scaled to {FULL_LAYERS} layers): {merge_s * 1000:.0f} ms")
     print(f"  extra memory per task (full 24-layer model): merged {merged_gib:.2f} GiB, runtime "
           f"{runtime_mib:.1f} MiB (+ embedding factors, same in both modes)")
 

@@ -160,17 +160,24 @@ def pull(model: Annotated[str, typer.Argument(help="Catalog id or Hugging Face r
 
     row = lookup(model)
     repo = row.hf_repo if row and row.hf_repo else model
+    revision = row.revision if row else None
     patterns = None
-    if quant and row and row.gguf:
-        repo = row.gguf.repo
-        fname = row.gguf.files.get(quant)
-        if fname is None:
-            console.print(f"[red]{model} has no {quant} file; known: {', '.join(row.gguf.files)}[/red]")
-            raise typer.Exit(2)
-        patterns = [fname, *row.gguf.extra_files]
+    if row and row.gguf and (quant or not row.hf_repo):  # GGUF: only the chosen file (+ the row's extra files)
+        from .errors import ModelNotFoundError
+        from .runtimes.llamacpp_runtime import gguf_file_pattern
+
+        try:
+            quant, fname = gguf_file_pattern(row, quant)
+        except ModelNotFoundError as exc:
+            console.print(f"[red]{exc.message}[/red]")
+            raise typer.Exit(2) from exc
+        repo, revision, patterns = row.gguf.repo, None, [fname, *row.gguf.extra_files]
+        console.print(f"{repo}: {quant} ({fname}{''.join(', ' + f for f in row.gguf.extra_files)})")
+    elif quant:
+        console.print(f"[red]{model} has no GGUF files in the catalog; --quant applies to GGUF repos only[/red]")
+        raise typer.Exit(2)
     try:
-        path = hub.fetch(repo, revision=row.revision if row else None, cache_dir=cache_dir,
-                         allow_patterns=patterns, progress=True)
+        path = hub.fetch(repo, revision=revision, cache_dir=cache_dir, allow_patterns=patterns, progress=True)
     except hub.WeightsUnavailableError as exc:
         console.print(f"[red]pull failed:[/red] {exc}")
         raise typer.Exit(1) from exc

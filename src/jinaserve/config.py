@@ -46,9 +46,13 @@ class Settings(BaseSettings):
         description="Extra request names for served models, e.g. {'jina-reranker-v2-base-multilingual': "
         "'my-reranker'} for clients that hard-code a model name.",
     )
-    device: Literal["auto", "cpu", "cuda", "mps"] = "auto"
-    dtype: Literal["auto", "float32", "float16", "bfloat16"] = "auto"
-    runtime: Literal["torch", "llamacpp"] = "torch"
+    device: Literal["auto", "cpu", "cuda", "mps"] = Field(
+        default="auto", description="Where models run; auto = cuda if available, else mps, else cpu.")
+    dtype: Literal["auto", "float32", "float16", "bfloat16"] = Field(
+        default="auto", description="Weight/compute dtype; auto = float32 on CPU, a half type on GPU (models that "
+        "need fp32 keep it).")
+    runtime: Literal["torch", "llamacpp"] = Field(
+        default="torch", description="torch (transformers) or llamacpp (GGUF files through llama-cpp-python).")
     quant: str | None = Field(default=None, description="GGUF quantisation to load (llamacpp runtime).")
     gguf_ctx_size: int | None = Field(default=None, description="llamacpp runtime: context size in tokens "
                                       "(default: min(the model's trained context, 8192)); caps max tokens.")
@@ -59,40 +63,47 @@ class Settings(BaseSettings):
     cache_dir: str | None = Field(default=None, description="Model cache folder (default: HF cache).")
     bundle: str | None = Field(default=None, description="Serve an offline bundle made by `jinaserve bundle` "
                                "(its manifest names the models; implies offline).")
-    trust_remote_code: bool = False
+    trust_remote_code: bool = Field(default=False, description="Passed to the loaders; no family runs remote code "
+                                    "(every model runs on native classes), so it currently changes nothing.")
 
     # --- server ---------------------------------------------------------------------------
-    host: str = "127.0.0.1"
-    port: int = 8080
+    host: str = Field(default="127.0.0.1", description="Bind address (0.0.0.0 to listen on every interface).")
+    port: int = Field(default=8080, description="HTTP port.")
     api_keys: Annotated[list[str], NoDecode] = Field(default_factory=list, description="Accepted API keys.")
-    log_format: Literal["json", "console"] = "console"
-    log_level: str = "info"
-    cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
-    graceful_timeout_s: float = 30.0
+    log_format: Literal["json", "console"] = Field(default="console", description="One JSON object per log line, "
+                                                   "or readable console lines.")
+    log_level: str = Field(default="info", description="debug | info | warning | error.")
+    cors_origins: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, description="Origins allowed by CORS (empty = no CORS headers).")
+    graceful_timeout_s: float = Field(default=30.0, description="On SIGTERM, how long in-flight requests may "
+                                      "take to finish before the server exits.")
     otel: bool = Field(default=False, description="OpenTelemetry tracing of HTTP requests (needs the otel extra).")
 
     # --- limits ---------------------------------------------------------------------------
-    max_body_bytes: int = 32 * 1024 * 1024
-    max_inputs_per_request: int = 2048
-    max_documents_per_request: int = 4096
-    max_input_chars: int = 1_000_000
+    max_body_bytes: int = Field(default=32 * 1024 * 1024, description="Largest request body (413 above it).")
+    max_inputs_per_request: int = Field(default=2048, description="Most `input` items per embeddings request (422).")
+    max_documents_per_request: int = Field(default=4096, description="Most documents per rerank request (422).")
+    max_input_chars: int = Field(default=1_000_000, description="Longest text input / document in characters "
+                                 "(422); the token limit is the model's own (400 with truncate=false).")
 
     # --- image inputs (multimodal models; see jinaserve.images) -----------------------------
     image_max_bytes: int = Field(default=8 * 1024 * 1024, description="Largest accepted image (bytes).")
-    image_connect_timeout_s: float = 5.0
-    image_read_timeout_s: float = 10.0
+    image_connect_timeout_s: float = Field(default=5.0, description="Image URL download: connect timeout.")
+    image_read_timeout_s: float = Field(default=10.0, description="Image URL download: read timeout.")
     image_fetch_timeout_s: float = Field(default=20.0, description="Total time allowed to download one image URL.")
-    image_max_redirects: int = 3
+    image_max_redirects: int = Field(default=3, description="Image URL download: most redirects followed.")
     image_allow_private_urls: bool = Field(
         default=False, description="Allow image URLs that resolve to private, loopback, link-local or reserved "
         "addresses (SSRF guard off). Only for trusted networks.")
     image_max_pixels: int = Field(default=64_000_000, description="Refuse images with more pixels (bomb guard).")
-    image_max_concurrent_fetches: int = 8
+    image_max_concurrent_fetches: int = Field(default=8, description="Image URL downloads running at once.")
 
     # --- batching -------------------------------------------------------------------------
-    max_batch_tokens: int = 16384
-    max_batch_size: int = 128
-    max_queue_items: int = 8192
+    max_batch_tokens: int = Field(default=16384, description="Token budget of one forward pass (longest item × "
+                                  "batch size, i.e. padded tokens).")
+    max_batch_size: int = Field(default=128, description="Most items in one forward pass.")
+    max_queue_items: int = Field(default=8192, description="Items waiting per model; beyond it requests get 429 + "
+                                 "Retry-After.")
     rerank_block_tokens: int | None = Field(
         default=None, description="Listwise rerankers (jina-reranker-v3): most tokens in one block (one forward "
         "pass). Default: the model's context (131072), as the reference implementation. Lower it to bound "

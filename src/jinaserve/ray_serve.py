@@ -2,7 +2,7 @@
 
     jinaserve serve --ray --replicas 2 --models jina-embeddings-v3
     jinaserve serve --ray --min-replicas 1 --max-replicas 4 --target-ongoing-requests 8
-    python -m jinaserve.ray_serve --replicas 2 --models ...        (same options)
+    python -m jinaserve.ray --replicas 2 --models ...              (same options)
 
 Each replica is a Ray actor that builds the ordinary jinaserve app (`create_app`) with its own model
 registry and dynamic batcher; Ray's proxy (on `--host`/`--port`) spreads requests over the replicas.
@@ -160,9 +160,17 @@ def run_ray(settings: Settings, options: RayOptions) -> None:
 
     setup_logging(settings.log_format, settings.log_level)
     stop = threading.Event()
+
+    def on_signal(*_: Any) -> None:
+        stop.set()
+
     for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: stop.set())
+        signal.signal(sig, on_signal)
     start(settings, options)
+    # Ray's core worker installs its own fatal-signal handler for SIGTERM (stack dump + abort) in
+    # ray.init: take SIGTERM/SIGINT back so they mean "shut down cleanly, exit 0".
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, on_signal)
     log.info("Ray Serve app %r on http://%s:%d (%s)", APP_NAME, settings.host, settings.port,
              options.deployment_options().get("autoscaling_config") or f"{options.replicas} replicas")
     try:
@@ -174,7 +182,7 @@ def run_ray(settings: Settings, options: RayOptions) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """`python -m jinaserve.ray_serve [serve options]` = `jinaserve serve --ray [serve options]`."""
+    """`python -m jinaserve.ray [serve options]` (or `-m jinaserve.ray_serve`) = `jinaserve serve --ray [...]`."""
     import sys
 
     from .cli import app

@@ -127,3 +127,42 @@ def test_vectorised_finish_equals_per_vector(tmp_path):
     res = svc._finish_embed(plan, mixed, EmbedOptions(dimensions=16))
     assert res.vectors[0].shape == (16,) and res.vectors[1].shape == (3, 64)
     np.testing.assert_allclose(np.linalg.norm(res.vectors[1], axis=1), 1, atol=1e-5)
+
+
+def test_small_text_requests_are_planned_inline_and_the_rest_off_the_loop():
+    from jinaserve.engine.service import INLINE_PLAN_MAX_CHARS, ModelService, _small_text_request
+    from jinaserve.jobs import EmbedInput, EmbedOptions
+
+    limit = INLINE_PLAN_MAX_CHARS
+    assert _small_text_request([EmbedInput(text="a" * limit)])
+    assert not _small_text_request([EmbedInput(text="a" * (limit // 2 + 1))] * 2)  # the total counts
+    assert _small_text_request([EmbedInput(token_ids=[1] * limit)])
+    assert not _small_text_request([EmbedInput(image="https://example.com/x.png")])  # images: never inline
+
+    planned_on: list[int] = []
+    svc = ModelService.__new__(ModelService)
+
+    def plan(inputs, options):
+        planned_on.append(threading.get_ident())
+        return "plan"
+
+    def submit(plan):
+        f: Future = Future()
+        f.set_result(1)
+        return [f]
+
+    svc._plan_embed = plan
+    svc._submit = submit
+    svc._finish_embed = lambda plan, outs, options: outs
+
+    async def main():
+        loop_thread = threading.get_ident()
+        small = await svc.embed([EmbedInput(text="short text")], EmbedOptions())
+        big = await svc.embed([EmbedInput(text="word " * 200)], EmbedOptions())
+        image = await svc.embed([EmbedInput(image="https://example.com/x.png")], EmbedOptions())
+        return loop_thread, small, big, image
+
+    loop_thread, *outs = asyncio.run(main())
+    assert outs == [[1], [1], [1]]
+    assert planned_on[0] == loop_thread  # ~40 µs of tokenisation: cheaper than two thread hand-offs
+    assert planned_on[1] != loop_thread and planned_on[2] != loop_thread  # real work: a worker thread

@@ -6,11 +6,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from foundation_keys import API_KEYS
 
 from helpers import RunningServer, build_tiny_bert, server_in_thread
 
 MINILM = "all-MiniLM-L6-v2"
-API_KEYS = ("key-one", "key-two")
 
 
 @pytest.fixture(scope="session")

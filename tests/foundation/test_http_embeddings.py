@@ -108,11 +108,15 @@ def test_base64_decodes_to_float(main_server, float_ref, field):
         np.testing.assert_array_equal(decoded, ref)  # bit-exact: same forward pass, same float32
 
 
-@pytest.mark.parametrize("field", ["embedding_type", "encoding_type"])
+@pytest.mark.parametrize("field", ["embedding_type", "encoding_type", "encoding_format", "embedding_types"])
 def test_binary_and_ubinary_are_packbits(main_server, float_ref, field):
     packed = np.packbits(float_ref > 0, axis=1)
-    u = embed(main_server, model=MINILM, input=TEXTS, **{field: "ubinary"}).json()
-    b = embed(main_server, model=MINILM, input=TEXTS, **{field: "binary"}).json()
+
+    def value(v: str) -> str | list[str]:
+        return [v] if field == "embedding_types" else v
+
+    u = embed(main_server, model=MINILM, input=TEXTS, **{field: value("ubinary")}).json()
+    b = embed(main_server, model=MINILM, input=TEXTS, **{field: value("binary")}).json()
     u_arr = np.array([d["embedding"] for d in u["data"]])
     b_arr = np.array([d["embedding"] for d in b["data"]])
     assert u_arr.shape == (3, 384 // 8)

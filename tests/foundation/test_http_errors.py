@@ -6,8 +6,7 @@ import concurrent.futures
 
 import httpx
 import pytest
-
-from conftest import API_KEYS
+from foundation_keys import API_KEYS
 
 MINILM = "all-MiniLM-L6-v2"
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import shutil
+import sys
 from pathlib import Path
 from types import ModuleType
 
@@ -30,6 +31,7 @@ def _module(name: str, path: Path) -> ModuleType:
     spec = importlib.util.spec_from_file_location(name, path)
     assert spec and spec.loader
     module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # (dataclasses look their module up there)
     spec.loader.exec_module(module)
     return module
 
@@ -76,6 +78,7 @@ def gguf_models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """{name: path}: torch folders (`*_torch`) and their GGUF counterparts."""
     root = tmp_path_factory.mktemp("gguf")
     jt = _module("gguf_jt_builders", TESTS / "jina_text" / "jt_builders.py")
+    v3 = _module("gguf_v3_builders", TESTS / "jina_v3" / "v3_builders.py")
     rr = _module("gguf_rr_builders", TESTS / "rerankers" / "rr_builders.py")
 
     paths: dict[str, Path] = {"minilm_torch": minilm_dir()}
@@ -98,6 +101,17 @@ def gguf_models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         # toy BPE tokenizers are unknown to llama.cpp's pre-tokenizer table: the folders carry tokenizer.json
         jobs += [ConvertJob(src, folder / f"{name}-{q.upper()}.gguf", q, generic_pretokenizer=True)
                  for q in (("f16", "q8_0") if name == "nano" else ("f16",))]
+    # jina-embeddings-v3: the remote-code layout (what llama.cpp's converter reads: stacked task LoRAs,
+    # `lora_adaptations`, `task_instructions`) → base GGUF + one `lora-<task>-` adapter GGUF per task
+    tiny_v3 = v3.build_hf_checkpoint(root / "v3-torch")
+    paths["v3_torch"] = tiny_v3.folder
+    v3_src = v3.build_remote_checkpoint(tiny_v3, root / "v3-convert")
+    cfg = json.loads((v3_src / "config.json").read_text())
+    cfg["architectures"] = ["XLMRobertaModel"]  # as in jinaai/jina-embeddings-v3's config.json
+    (v3_src / "config.json").write_text(json.dumps(cfg))
+    toy["v3"] = v3_src
+    (root / "v3").mkdir()
+    jobs.append(ConvertJob(v3_src, root / "v3" / "v3-F16.gguf", "f16", generic_pretokenizer=True))
     convert(jobs)
     for name, src in toy.items():
         _with_tokenizer(src, root / name, ("projector.safetensors",))

@@ -8,13 +8,15 @@ from __future__ import annotations
 
 import shutil
 
+import httpx
 import numpy as np
 import pytest
 
-from helpers import server_in_thread
+from helpers import server_in_thread, server_process
 from jinaserve import Embedder, Reranker
 from jinaserve.errors import ModelNotFoundError
 from jinaserve.models.loading import LoadOptions
+from jinaserve.runtimes.hub import WeightsUnavailableError
 from jinaserve.runtimes.llamacpp_runtime import GGUFTokenizer, LlamaCppBackbone, load_family, locate_gguf
 
 F16_MIN_COS, Q8_MIN_COS, RERANK_ATOL = 0.999, 0.99, 5e-3
@@ -139,43 +141,83 @@ def test_reranker_v3_scores_match_torch(gguf_models):
                                atol=RERANK_ATOL)
 
 
-def test_hub_row_quant_from_the_cache_and_http(gguf_models, tmp_path, monkeypatch):
-    """`serve --models jina-embeddings-v5-text-nano-retrieval --runtime llamacpp --quant Q8_0` from the hub
-    cache (offline): the row's GGUF repo, only the Q8_0 file; then /v1/embeddings over HTTP."""
+def _fake_hub_cache(root, gguf_models) -> str:
+    """An HF cache holding jina-embeddings-v5-text-nano-retrieval-GGUF with its F16 and Q8_0 files (the hub itself
+    is unreachable here; the lookup, file choice and loading are the real code)."""
     repo = "jinaai/jina-embeddings-v5-text-nano-retrieval-GGUF"
-    snap = tmp_path / "hub" / f"models--{repo.replace('/', '--')}" / "snapshots" / ("0" * 40)
+    snap = root / f"models--{repo.replace('/', '--')}" / "snapshots" / ("0" * 40)
     snap.mkdir(parents=True)
     (snap.parents[1] / "refs").mkdir()
     (snap.parents[1] / "refs" / "main").write_text("0" * 40)
     for q in ("F16", "Q8_0"):
         shutil.copy(gguf_models["nano"] / f"nano-{q}.gguf", snap / f"jina-embeddings-v5-text-nano-retrieval-{q}.gguf")
-    opts = LoadOptions(runtime="llamacpp", quant="Q8_0", offline=True, cache_dir=str(tmp_path / "hub"))
+    return str(root)
+
+
+def test_hub_row_quant_from_the_cache(gguf_models, tmp_path):
+    """The row's GGUF repo, only the chosen quant's file; the GGUF's own vocabulary tokenises."""
+    cache = _fake_hub_cache(tmp_path / "hub", gguf_models)
+    opts = LoadOptions(runtime="llamacpp", quant="q8_0", offline=True, cache_dir=cache)
     from jinaserve.catalog import lookup
 
     spec = lookup("jina-embeddings-v5-text-nano-retrieval")
-    assert locate_gguf(spec, None, quant="Q8_0", offline=True, cache_dir=opts.cache_dir).name.endswith("-Q8_0.gguf")
+    assert locate_gguf(spec, None, quant="Q8_0", offline=True, cache_dir=cache).name.endswith("-Q8_0.gguf")
+    assert locate_gguf(spec, None, quant=None, offline=True, cache_dir=cache).name.endswith("-F16.gguf")  # default
     with pytest.raises(ModelNotFoundError, match="no Q9_X GGUF file"):
-        locate_gguf(spec, None, quant="Q9_X", offline=True, cache_dir=opts.cache_dir)
+        locate_gguf(spec, None, quant="Q9_X", offline=True, cache_dir=cache)
+    with pytest.raises(WeightsUnavailableError, match=r"pull jina-embeddings-v5-text-nano-retrieval --quant Q4_K_M"):
+        locate_gguf(spec, None, quant="Q4_K_M", offline=True, cache_dir=cache)
     family = load_family(spec, None, opts)
     try:
-        # no tokenizer.json in the repo: the GGUF's own vocabulary tokenises
-        assert isinstance(family.tokenizer, GGUFTokenizer)
+        assert isinstance(family.tokenizer, GGUFTokenizer)  # no tokenizer.json in the repo
         assert family.gguf_file.endswith("-Q8_0.gguf")
     finally:
         family.model.close()
 
-    with server_in_thread(models=["jina-embeddings-v5-text-nano-retrieval"], runtime="llamacpp", quant="Q8_0",
-                          cache_dir=str(tmp_path / "hub"), threads=THREADS) as srv, srv.client() as c:
-        r = c.post("/v1/embeddings", json={"model": "jina-embeddings-v5-text-nano-retrieval", "input": TEXTS[:3],
-                                            "task": "retrieval.query", "dimensions": 16})
+
+def test_pull_quant_cli(gguf_models, tmp_path, monkeypatch):
+    """`jinaserve pull ROW --quant Q8_0`: the row's GGUF repo and only that file (here: served by the cache);
+    a quant the row lacks, or --quant on a row without GGUF files, is a clear usage error."""
+    from typer.testing import CliRunner
+
+    from jinaserve.cli import app
+
+    cache = _fake_hub_cache(tmp_path / "hub", gguf_models)
+    runner = CliRunner()
+    r = runner.invoke(app, ["pull", "jina-embeddings-v5-text-nano-retrieval", "--quant", "q8_0", "--cache-dir", cache])
+    assert r.exit_code == 0, r.output
+    assert "Q8_0 (*-Q8_0.gguf)" in r.output and "jina-embeddings-v5-text-nano-retrieval-GGUF" in r.output
+    r = runner.invoke(app, ["pull", "jina-embeddings-v5-text-nano-retrieval", "--quant", "Q9_X", "--cache-dir", cache])
+    assert r.exit_code == 2 and "no Q9_X GGUF file" in r.output
+    r = runner.invoke(app, ["pull", "all-MiniLM-L6-v2", "--quant", "Q8_0", "--cache-dir", cache])
+    assert r.exit_code == 2 and "no GGUF files" in r.output
+    # another quant of the same repo is NOT satisfied by the cached snapshot: it must be fetched (offline: error)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    r = runner.invoke(app, ["pull", "jina-embeddings-v5-text-nano-retrieval", "--quant", "Q4_K_M", "--cache-dir",
+                            cache])
+    assert r.exit_code == 1 and "not in the local cache" in " ".join(r.output.split()), r.output
+
+
+def test_serve_cli_runtime_llamacpp_quant(gguf_models, tmp_path):
+    """The issue's command line, as a real `jinaserve serve` process: a catalog row from the (hub) cache with
+    `--runtime llamacpp --quant Q8_0`, next to a local folder of GGUF files served with the same flags."""
+    cache = _fake_hub_cache(tmp_path / "hub", gguf_models)
+    row = "jina-embeddings-v5-text-nano-retrieval"
+    with server_process("--models", f"{row},mini={gguf_models['minilm']}", "--runtime", "llamacpp", "--quant", "Q8_0",
+                        "--threads", str(THREADS), "--ctx-size", "512", "--llama-batch", "256",
+                        env={"HF_HUB_CACHE": cache, "JINASERVE_CACHE_DIR": cache}, timeout=120) as srv, \
+            httpx.Client(base_url=srv.url, timeout=30) as c:
+        r = c.post("/v1/embeddings", json={"model": row, "input": TEXTS[:3], "task": "retrieval.query",
+                                            "dimensions": 16})
         assert r.status_code == 200, r.text
-        body = r.json()
-        vecs = np.array([d["embedding"] for d in body["data"]])
-        assert vecs.shape == (3, 16) and body["usage"]["total_tokens"] > 0
+        vecs = np.array([d["embedding"] for d in r.json()["data"]])
+        assert vecs.shape == (3, 16) and r.json()["usage"]["total_tokens"] > 0
         np.testing.assert_allclose(np.linalg.norm(vecs, axis=-1), 1.0, atol=1e-5)
-        bad = c.post("/v1/embeddings", json={"model": "jina-embeddings-v5-text-nano-retrieval", "input": ["x"],
-                                              "task": "nonsense"})
+        bad = c.post("/v1/embeddings", json={"model": row, "input": ["x"], "task": "nonsense"})
         assert bad.status_code == 422  # the family's task validation, unchanged
+        r = c.post("/v1/embeddings", json={"model": "mini", "input": TEXTS})
+        assert r.status_code == 200, r.text
+        assert np.array([d["embedding"] for d in r.json()["data"]]).shape == (len(TEXTS), 384)
 
 
 def test_http_end_to_end_with_a_local_gguf(gguf_models, minilm_torch):
@@ -215,3 +257,66 @@ def test_catalog_rows_name_their_gguf_files():
         assert row.family == "gguf_text" and row.hf_repo is None and row.dims == 2048
     assert lookup("jina-code-embeddings-1.5b").gguf.repo == "jinaai/jina-code-embeddings-1.5b-GGUF"
 
+
+
+def test_concurrent_requests_share_llamacpp_batches(gguf_models, minilm_torch):
+    """Concurrency goes through the engine's batcher: while llama.cpp is busy (its lock held here), requests from
+    16 threads queue up and then run together in a few decode calls, each getting its own vector back."""
+    import time
+    from concurrent.futures import ThreadPoolExecutor
+
+    path = gguf_models["minilm"] / "all-MiniLM-L6-v2-F16.gguf"
+    with Embedder(f"all-MiniLM-L6-v2={path}", device="cpu", offline=True, threads=THREADS) as emb:
+        service = emb._service
+        backbone = service.family.model
+        calls = []
+        real = backbone.hidden_states
+
+        def counting(seqs):
+            calls.append(len(seqs))
+            return real(seqs)
+
+        backbone.hidden_states = counting
+        texts = [TEXTS[i % len(TEXTS)] + f" #{i}" for i in range(16)]
+        backbone._lock.acquire()
+        released = False
+        try:
+            with ThreadPoolExecutor(16) as pool:
+                futures = [pool.submit(emb.encode, [t]) for t in texts]
+                deadline = time.monotonic() + 20
+                while service.batcher.queue_depth + service.batcher.in_flight < len(texts):
+                    assert time.monotonic() < deadline, "requests did not reach the batcher"
+                    time.sleep(0.01)
+                backbone._lock.release()
+                released = True
+                got = np.concatenate([f.result(timeout=60) for f in futures])
+        finally:
+            if not released:
+                backbone._lock.release()
+        batched = list(calls)
+        ref = emb.encode(texts)
+    assert len(batched) <= 3 and sum(batched) == len(texts), batched  # one busy batch + the queued ones together
+    assert _cos(got, ref).min() >= 0.9999
+
+
+def test_v4_text_gguf_row_prefix_and_mean_pooling(gguf_models):
+    """A GGUF-only row (jina-embeddings-v4-text-retrieval: family gguf_text, no torch path) over a Qwen2 GGUF:
+    the row's "Query: " prefix and mean pooling, checked against the same network in transformers by hand."""
+    import torch
+    from transformers import AutoModel, AutoTokenizer
+
+    row = "jina-embeddings-v4-text-retrieval"
+    with Embedder(f"{row}={gguf_models['code'] / 'code-F16.gguf'}", device="cpu", offline=True,
+                  threads=THREADS) as emb:
+        assert emb.spec.family == "gguf_text"
+        got = emb.encode(TEXTS, task="retrieval.query")
+        short = emb.encode(TEXTS[:2], task="retrieval.query", dimensions=8)
+    tok = AutoTokenizer.from_pretrained(str(gguf_models["code_torch"]))
+    model = AutoModel.from_pretrained(str(gguf_models["code_torch"])).eval()
+    ref = []
+    with torch.no_grad():
+        for text in TEXTS:
+            ids = torch.tensor([tok("Query: " + text)["input_ids"]])
+            ref.append(model(input_ids=ids).last_hidden_state[0].mean(0).numpy())
+    assert _cos(got, np.stack(ref)).min() >= F16_MIN_COS, _cos(got, np.stack(ref))
+    assert short.shape == (2, 8)

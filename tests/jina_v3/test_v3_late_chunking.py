@@ -112,3 +112,24 @@ def test_late_chunking_rejects_empty_and_token_inputs(service):
         late(service, ["a b", "", "c"], task="separation")
     with pytest.raises(InvalidInputError, match="token ids"):
         service.embed_sync([EmbedInput(token_ids=[5, 6])], EmbedOptions(late_chunking=True))
+
+
+def test_windows_keep_special_tokens_written_inside_an_input(service):
+    """A literal "</s>" in an input's text is content of that input, not the template's end token."""
+    from jinaserve.models.jina_v3 import late_chunk_windows
+
+    tok = service.family.tokenizer
+    texts = ["hello world </s> how are you", "the quick brown fox", "near the river bank"]
+    prefix = PREFIXES["retrieval.passage"]
+    full = tok(prefix + " ".join(texts))["input_ids"]
+    n_prefix = len(tok(prefix, add_special_tokens=False)["input_ids"])
+    windows = late_chunk_windows(tok, texts, prefix, max_tokens=len(full) - 3, truncate=True)
+    assert len(windows) == 2
+    content = []
+    for ids, spans in windows:
+        assert ids[0] == tok.cls_token_id and ids[-1] == tok.sep_token_id
+        assert ids[1:1 + n_prefix] == full[1:1 + n_prefix]  # every window repeats the instruction
+        content += ids[1 + n_prefix:-1]
+        assert spans[0][0] == 0 and spans[-1][1] == len(ids)
+    assert content == full[1 + n_prefix:-1]  # nothing lost, nothing moved to the head or tail
+    assert late_chunk_windows(tok, texts, prefix, max_tokens=len(full), truncate=False)[0][0] == full

@@ -265,3 +265,22 @@ def test_peft_adapter_on_fused_wqkv_is_split(v3_hf, tmp_path, fused_a):
     assert set(got) == set(want)
     for path, w in want.items():
         torch.testing.assert_close(got[path].delta(), w.delta())
+
+
+def test_premerge_at_load_time(v3_hf, monkeypatch):
+    """`JINASERVE_V3_PREMERGE` builds the named tasks' merged weights before any request; unknown names fail."""
+    from jinaserve.models.jina_v3 import TaskLinear
+
+    monkeypatch.setenv("JINASERVE_V3_PREMERGE", "retrieval.query, text-matching")
+    family = load(v3_hf.folder)
+    linears = [m for m in family.model.modules() if isinstance(m, TaskLinear)]
+    assert linears and all(set(m.merged) == {"retrieval_query", "text_matching"} for m in linears)
+    ref = reference_embedding(v3_hf, "text-matching", TEXTS[0])
+    np.testing.assert_allclose(embed(family, [TEXTS[0]], task="text-matching")[0], ref, atol=ATOL, rtol=1e-4)
+    monkeypatch.setenv("JINASERVE_V3_PREMERGE", "all")
+    assert all(len(m.merged) == 5 for m in load(v3_hf.folder).model.modules() if isinstance(m, TaskLinear))
+    monkeypatch.setenv("JINASERVE_V3_PREMERGE", "all")  # runtime mode keeps factors only: nothing to merge
+    assert all(not m.merged for m in load(v3_hf.folder, "runtime").model.modules() if isinstance(m, TaskLinear))
+    monkeypatch.setenv("JINASERVE_V3_PREMERGE", "nl2code.query")
+    with pytest.raises(ModelLoadError, match=r"nl2code\.query.*retrieval\.query"):
+        load(v3_hf.folder)

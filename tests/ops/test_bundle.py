@@ -5,11 +5,13 @@ refuses, and records, every socket connection or name lookup that is not loopbac
 from __future__ import annotations
 
 import json
+import logging
 import os
 import signal
 import subprocess
 import sys
 import textwrap
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -74,6 +76,17 @@ GUARD = textwrap.dedent('''
     socket.socket.connect, socket.socket.connect_ex, socket.getaddrinfo = connect, connect_ex, getaddrinfo
     _note("loaded", None)
 ''')
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _keep_root_logging() -> Iterator[None]:
+    """The CLI sets up logging on the root logger, bound to CliRunner's stream, which closes after each
+    invoke: put the root logger back so later in-process servers do not log into a closed stream."""
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
 
 
 @pytest.fixture(scope="module")

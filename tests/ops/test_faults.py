@@ -87,9 +87,18 @@ def _long_texts(n: int, words: int = 120, seed: int = 0) -> list[str]:
     return [" ".join(rng.choice(vocab, size=words)) for _ in range(n)]
 
 
+def _sample(metrics_text: str, prefix: str) -> float:
+    lines = [line for line in metrics_text.splitlines() if line.startswith(prefix + " ")]
+    return float(lines[0].split()[-1]) if lines else 0.0
+
+
 def test_sigterm_drains_in_flight_requests_and_exits_0(tiny_bert_path):
     n_requests, n_inputs = 8, 32
-    with server_process("--models", f"tiny={tiny_bert_path}", "--threads", "1", "--max-batch-size", "2") as srv:
+    # A generous drain window: on a loaded CI box the queued work must not hit uvicorn's graceful-shutdown
+    # timeout (which cancels what is left); the drain time itself is recorded below.
+    env = {"JINASERVE_GRACEFUL_TIMEOUT_S": "120"}
+    with server_process("--models", f"tiny={tiny_bert_path}", "--threads", "1", "--max-batch-size", "2",
+                        env=env) as srv:
         proc = srv.process
         client = httpx.Client(timeout=120, limits=httpx.Limits(max_connections=n_requests))
 
@@ -99,20 +108,25 @@ def test_sigterm_drains_in_flight_requests_and_exits_0(tiny_bert_path):
 
         pool = cf.ThreadPoolExecutor(n_requests)
         futures = [pool.submit(call, i) for i in range(n_requests)]
-        # wait until the server holds queued work, then ask it to stop
-        deadline = time.time() + 30
+        # Wait until the server has accepted every request, then ask it to stop. A request enqueues its
+        # inputs at once, so queue depth + executed items >= everything sent - one running batch (2 items)
+        # means all are in. A request still in the client's socket at SIGTERM was never accepted.
+        deadline = time.time() + 60
+        depth = executed = 0.0
         while time.time() < deadline:
             m = httpx.get(srv.url + "/metrics").text
-            depth = [line for line in m.splitlines() if line.startswith('jinaserve_queue_depth{model="tiny"}')]
-            if depth and float(depth[0].split()[-1]) >= n_inputs * 2:
+            depth = _sample(m, 'jinaserve_queue_depth{model="tiny"}')
+            executed = _sample(m, 'jinaserve_batch_size_sum{model="tiny"}')
+            if depth + executed >= n_requests * n_inputs - 2:
                 break
             time.sleep(0.02)
         else:
-            pytest.fail("requests never queued")
+            pytest.fail(f"requests never all queued (depth {depth}, executed {executed})")
+        assert depth >= n_inputs, f"too little work left in the queue to test draining ({depth} items)"
         t_sigterm = time.time()
         proc.send_signal(signal.SIGTERM)
         responses = [f.result() for f in futures]
-        rc = proc.wait(timeout=60)
+        rc = proc.wait(timeout=150)
         drained_s = time.time() - t_sigterm
         pool.shutdown()
         client.close()
@@ -122,8 +136,74 @@ def test_sigterm_drains_in_flight_requests_and_exits_0(tiny_bert_path):
         data = r.json()["data"]
         assert len(data) == n_inputs and all(len(d["embedding"]) == 32 for d in data)
     assert rc == 0
-    record("sigterm_drain", accepted=n_requests, completed=len(ok), lost=n_requests - len(ok),
-           exit_code=rc, drain_seconds=round(drained_s, 2))
+    record("sigterm_drain", accepted=n_requests, queued_items_at_sigterm=int(depth), completed=len(ok),
+           lost=n_requests - len(ok), exit_code=rc, drain_seconds=round(drained_s, 2))
+
+
+def test_graceful_timeout_answers_503_never_500(tiny_bert_path):
+    """SIGTERM with more queued work than the graceful-shutdown time allows: requests that finish in time get
+    their full 200, the rest a JSON 503 with Retry-After (never uvicorn's bare 500 for a cancelled task), and
+    the server still stops. (`should_exit` is what uvicorn's SIGTERM handler sets.)"""
+    import threading
+
+    import uvicorn
+
+    from helpers import free_port, wait_ready
+    from jinaserve import metrics
+    from jinaserve.api.app import create_app
+    from jinaserve.config import Settings
+
+    def executed() -> float:
+        return metrics.REGISTRY.get_sample_value("jinaserve_batch_size_sum", {"model": "tiny"}) or 0.0
+
+    n_requests, n_inputs = 8, 256
+    port = free_port()
+    settings = Settings(host="127.0.0.1", port=port, offline=True, models=[f"tiny={tiny_bert_path}"], threads=1,
+                        max_batch_size=1)
+    app = create_app(settings)
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, access_log=False,
+                                           lifespan="on", timeout_graceful_shutdown=1))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    url = f"http://127.0.0.1:{port}"
+    wait_ready(url)
+    service = app.state.registry.services["tiny"]
+    base = executed()
+    client = httpx.Client(timeout=120, limits=httpx.Limits(max_connections=n_requests))
+
+    def call(i: int) -> httpx.Response:
+        return client.post(url + "/v1/embeddings", json={"model": "tiny", "input": _long_texts(n_inputs, seed=i)},
+                           headers={"X-Request-ID": f"late-{i}"})
+
+    with cf.ThreadPoolExecutor(n_requests) as pool:
+        futures = [pool.submit(call, i) for i in range(n_requests)]
+        deadline = time.time() + 60
+        while service.batcher.queue_depth + executed() - base < n_requests * n_inputs - 1:
+            assert time.time() < deadline, "requests never all queued"
+            time.sleep(0.01)
+        t_stop = time.time()
+        server.should_exit = True
+        responses = [f.result() for f in futures]
+    thread.join(timeout=60)
+    stopped_s = time.time() - t_stop
+    client.close()
+    assert not thread.is_alive(), "the server did not stop"
+    statuses = [r.status_code for r in responses]
+    assert set(statuses) <= {200, 503}, [(r.status_code, r.text[:200]) for r in responses if r.status_code not in
+                                         (200, 503)]
+    assert 503 in statuses, "all work finished within 1 s: nothing tested the timeout path"
+    for i, r in enumerate(responses):
+        assert r.headers["x-request-id"] == f"late-{i}"
+        if r.status_code == 200:
+            assert len(r.json()["data"]) == n_inputs
+        else:
+            body = r.json()
+            assert isinstance(body["detail"], str) and "shutting down" in body["detail"]
+            assert body["code"] == "SERVICE_UNAVAILABLE" and body["request_id"] == f"late-{i}"
+            assert r.headers["retry-after"] == "1"
+    assert service.batcher.queue_depth == 0  # the unfinished requests' queued work was dropped
+    record("graceful_timeout", requests=n_requests, full_200=statuses.count(200), retryable_503=statuses.count(503),
+           errors_500=0, stopped_seconds=round(stopped_s, 2))
 
 
 def _rss_mb() -> float:

@@ -68,9 +68,10 @@ def _raw_post(port: int, body: bytes, path: str = "/v1/embeddings") -> tuple[int
     with socket.create_connection(("127.0.0.1", port), timeout=30) as s:
         s.sendall(f"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
                   f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n".encode())
-        # An oversize body is refused from its Content-Length, before it is read; send only its start so
-        # the answer is not lost to a connection reset.
-        s.sendall(body if len(body) <= 1024 * 1024 else body[:65536])
+        # An oversize body is refused from its Content-Length alone, before any of it is read: send none of it,
+        # since bytes left unread in the server's socket make its close a reset that can drop the 413.
+        if len(body) <= 1024 * 1024:
+            s.sendall(body)
         data = b""
         while chunk := s.recv(65536):
             data += chunk

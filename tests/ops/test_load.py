@@ -22,7 +22,7 @@ from helpers import server_process
 CLIENTS = 64
 SECONDS = float(os.environ.get("JINASERVE_LOAD_SECONDS", "30"))
 RSS_BOUND_MB = 1024  # tiny model server: ~0.5 GB after importing torch; must not grow past 1 GiB
-QUEUE_ITEMS = 96  # small on purpose: 64 clients x 2 inputs can overfill it, so 429s are exercised
+QUEUE_ITEMS = 64  # small on purpose: 64 clients x 2 inputs (128 items) can overfill it, so 429s are exercised
 
 
 def _metric(text: str, name: str, **labels: str) -> float:

@@ -1,14 +1,18 @@
-"""Scale-out on Ray Serve: a local Ray head on 127.0.0.1, two replicas of the tiny model behind Ray's
-HTTP proxy. Both replicas receive traffic; when one replica process is killed (SIGKILL) mid-traffic,
-requests keep succeeding (a client retrying idempotent embedding calls, Ray routing around the dead
-replica and replacing it) and no request is lost."""
+"""Scale-out on Ray Serve: `jinaserve serve --ray --replicas 2` starts a local single-node Ray head and two
+replicas of the tiny model behind Ray's HTTP proxy (on 127.0.0.1). Both replicas receive traffic; when one
+replica process is killed (SIGKILL) mid-traffic, requests keep succeeding (a client retrying idempotent
+embedding calls, Ray routing around the dead replica and replacing it) and no request is lost. SIGTERM to
+the command shuts Serve and Ray down with exit status 0."""
 
 from __future__ import annotations
 
 import os
 import signal
+import subprocess
+import sys
 import threading
 import time
+from pathlib import Path
 
 import httpx
 import pytest
@@ -19,22 +23,49 @@ from helpers import free_port
 ray = pytest.importorskip("ray", reason="Ray is in the `ray` and `dev` extras")
 
 
-@pytest.fixture(scope="module")
-def ray_app(tiny_bert_path):
-    from jinaserve.config import Settings
-    from jinaserve.ray_serve import RayOptions, shutdown, start
+def _ready(url: str, proc: subprocess.Popen, log: Path, timeout: float) -> None:
+    """Ready = the command logged that its app is deployed (Serve's `serve.run` returned: every replica is
+    up and healthy) and `/readyz` answers 200 through the proxy."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        assert proc.poll() is None, f"`jinaserve serve --ray` exited with {proc.returncode}"
+        if "Ray Serve app 'jinaserve' on http://" in log.read_text(errors="replace"):
+            try:
+                if httpx.get(url + "/readyz", timeout=2).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+        time.sleep(0.25)
+    pytest.fail(f"Ray Serve app not ready within {timeout} s")
 
+
+@pytest.fixture(scope="module")
+def ray_app(tiny_bert_path, tmp_path_factory):
+    """The real command, `jinaserve serve --ray --replicas 2`, as a process: it starts a local single-node
+    Ray head, deploys with Ray's HTTP proxy on 127.0.0.1, and on SIGTERM shuts Serve and Ray down."""
     port = free_port()
-    settings = Settings(host="127.0.0.1", port=port, models=[f"tiny={tiny_bert_path}"], offline=True, threads=1,
-                        log_level="warning")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("JINASERVE_")}
+    env.update({"JINASERVE_LOG_LEVEL": "info", "HF_HUB_OFFLINE": "1", "RAY_USAGE_STATS_ENABLED": "0"})
+    cmd = [str(Path(sys.executable).parent / "jinaserve"), "serve", "--ray", "--replicas", "2",
+           "--replica-cpus", "0.5", "--host", "127.0.0.1", "--port", str(port), "--threads", "1", "--offline",
+           "--models", f"tiny={tiny_bert_path}"]
     t0 = time.perf_counter()
-    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False,
-             _node_ip_address="127.0.0.1")
+    log = tmp_path_factory.mktemp("ray") / "serve.log"
+    with log.open("w") as out:  # a file, not a pipe: nothing blocks on unread output
+        proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    proc.log_path = log  # type: ignore[attr-defined]
+    url = f"http://127.0.0.1:{port}"
     try:
-        start(settings, RayOptions(replicas=2, num_cpus=0.5, health_check_period_s=1.0))
-        yield f"http://127.0.0.1:{port}", time.perf_counter() - t0
+        _ready(url, proc, log, timeout=180)
+        yield url, time.perf_counter() - t0, proc
     finally:
-        shutdown()
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)  # the group this test started, nothing else
+                proc.wait(timeout=10)
 
 
 def _post(client: httpx.Client, url: str, i: int) -> httpx.Response:
@@ -43,7 +74,7 @@ def _post(client: httpx.Client, url: str, i: int) -> httpx.Response:
 
 
 def test_two_replicas_share_traffic_and_survive_a_kill(ray_app):
-    url, startup_s = ray_app
+    url, startup_s, proc = ray_app
     with httpx.Client(timeout=30) as client:
         seen: dict[str, int] = {}
         for i in range(60):
@@ -112,6 +143,14 @@ def test_two_replicas_share_traffic_and_survive_a_kill(ray_app):
     for t in threads:
         t.join(timeout=120)
 
+    # SIGTERM to the command: Serve and the local Ray head shut down, exit status 0, port released
+    proc.send_signal(signal.SIGTERM)
+    rc = proc.wait(timeout=60)
+    output = proc.log_path.read_text()
+    assert rc == 0, output[-3000:]
+    with pytest.raises(httpx.HTTPError):
+        httpx.get(url + "/readyz", timeout=2)
+
     record("ray_2_replicas", startup_s=round(startup_s, 1), pre_kill_spread=dict(seen), **stats,
            replacement_replica_seen=bool(pids_after - set(seen)), recovery_s=round(recovered_s, 1))
     assert stats["lost"] == 0, stats
@@ -136,3 +175,18 @@ def test_ray_options_map_to_serve_deployment_settings():
     from ray.serve.config import AutoscalingConfig
 
     AutoscalingConfig(**auto["autoscaling_config"])  # Ray accepts it
+
+
+def test_python_m_jinaserve_ray_is_the_serve_ray_command():
+    """`python -m jinaserve.ray OPTIONS` runs `jinaserve serve --ray OPTIONS` (checked through --help, which
+    parses the same command line without starting Ray)."""
+    r = subprocess.run([sys.executable, "-m", "jinaserve.ray", "--help"], capture_output=True, text=True,
+                       timeout=120, env={**os.environ, "COLUMNS": "200"})
+    assert r.returncode == 0, r.stderr
+    assert "serve [OPTIONS]" in r.stdout and "Ray Serve application" in r.stdout
+    for flag in ("--replicas", "--min-replicas", "--max-replicas", "--target-ongoing-requests", "--ray-address",
+                 "--replica-cpus", "--replica-gpus"):
+        assert flag in r.stdout, flag
+    r = subprocess.run([sys.executable, "-m", "jinaserve.ray", "--replicas", "two"], capture_output=True,
+                       text=True, timeout=120)
+    assert r.returncode == 2 and "replicas" in r.stderr  # typer's usage error: options are serve's

@@ -4,6 +4,8 @@
   `projector.0.weight` / `projector.2.weight` (in model.safetensors, or in projector.safetensors), and a
   byte-level BPE tokenizer holding the chat tokens and the two marker tokens.
 - jina-reranker-v2-base-multilingual: the remote-code "flash" XLM-R layout (`mixer.Wqkv`, `norm1`, ...).
+- jina-reranker-m0: `JinaVLForRanking` (Qwen2-VL): `model.*` language model, `visual.*` vision tower,
+  `score.{0,2}.*` head, and the published preprocessor_config.json.
 """
 
 from __future__ import annotations
@@ -211,6 +213,13 @@ def build_tiny_m0(dst: Path, *, seed: int = 0) -> tuple[Path, object, dict]:
             "score.2.weight": torch.randn(1, 64) / 2, "score.2.bias": torch.tensor([2.5])}
     state.update(head)
     save_file(state, str(dst / "model.safetensors"), metadata={"format": "pt"})
+    # the published preprocessor_config.json (legacy min/max_pixels keys)
+    (dst / "preprocessor_config.json").write_text(json.dumps({
+        "image_processor_type": "Qwen2VLImageProcessor", "processor_class": "Qwen2VLProcessor",
+        "min_pixels": 3136, "max_pixels": 602112, "patch_size": 14, "merge_size": 2, "temporal_patch_size": 2,
+        "do_resize": True, "do_rescale": True, "rescale_factor": 1 / 255, "do_normalize": True,
+        "do_convert_rgb": True, "image_mean": [0.48145466, 0.4578275, 0.40821073],
+        "image_std": [0.26862954, 0.26130258, 0.27577711]}, indent=2))
     cfg = config.to_dict()
     cfg["architectures"] = ["JinaVLForRanking"]
     cfg["auto_map"] = {"AutoModel": "modeling.JinaVLForRanking"}

@@ -1,6 +1,11 @@
-"""POST /v1/rerank over real HTTP with the bodies real clients send (research/clients.md), replayed with
-httpx: LangChain (null top_n, documents as objects), LlamaIndex, pymilvus (reads document.text),
-LibreChat (hard-coded jina-reranker-v2-base-multilingual), Open WebUI (top_n = len(documents))."""
+"""POST /v1/rerank over real HTTP.
+
+Two kinds of client: the real client libraries LangChain `JinaRerank` (`langchain-community`: null
+top_n, documents as objects) and Milvus `JinaRerankFunction` (`pymilvus-model`: hard-coded
+jina-reranker-v2-base-multilingual, reads `document.text`), pointed at the test server by patching
+their module URL constants as research/clients.md describes; and the bodies of clients too heavy to
+install here, replayed with httpx: LlamaIndex, LibreChat (hard-coded v2 name, needs nonzero scores),
+Open WebUI (top_n = len(documents))."""
 
 from __future__ import annotations
 
@@ -16,10 +21,11 @@ DOCS = ["cats meow and purr", "dogs bark in the park", "cats sleep on a mat"]
 
 
 @pytest.fixture(scope="module")
-def server(tiny_v3_path: Path, tiny_v2) -> Iterator[RunningServer]:
+def server(tiny_v3_path: Path, tiny_v2, tiny_m0) -> Iterator[RunningServer]:
     with server_in_thread(models=[f"jina-reranker-v3={tiny_v3_path}",
-                                  f"jina-reranker-v2-base-multilingual={tiny_v2[0]}"],
-                          max_body_bytes=64 * 1024, max_documents_per_request=300) as srv:
+                                  f"jina-reranker-v2-base-multilingual={tiny_v2[0]}",
+                                  f"jina-reranker-m0={tiny_m0[0]}"],
+                          max_body_bytes=64 * 1024, max_documents_per_request=300, max_input_chars=20_000) as srv:
         yield srv
 
 
@@ -50,6 +56,36 @@ def test_response_shape_and_order(client, model):
     for r in results:
         assert r["document"] == {"text": DOCS[r["index"]]}
         assert "embedding" not in r
+
+
+def test_real_langchain_client(server, monkeypatch):
+    jina_rerank = pytest.importorskip("langchain_community.document_compressors.jina_rerank")
+    from langchain_core.documents import Document
+
+    monkeypatch.setattr(jina_rerank, "JINA_API_URL", server.url + "/v1/rerank")
+    reranker = jina_rerank.JinaRerank(jina_api_key="x", model="jina-reranker-v3", top_n=2)
+    direct = {r["index"]: r["relevance_score"] for r in post(
+        server.client(), {"model": "jina-reranker-v3", "query": "cats", "documents": DOCS})["results"]}
+    best = max(direct, key=direct.__getitem__)
+    kept = reranker.compress_documents([Document(page_content=d) for d in DOCS], "cats")
+    assert len(kept) == 2 and kept[0].page_content == DOCS[best]
+    assert kept[0].metadata["relevance_score"] >= kept[1].metadata["relevance_score"]
+    # rerank(top_n=None) sends "top_n": null; documents may be objects
+    every = reranker.rerank([{"text": d} for d in DOCS], "cats", top_n=None)
+    assert sorted(r["index"] for r in every) == [0, 1, 2]
+    assert all(abs(r["relevance_score"] - direct[r["index"]]) < 1e-6 for r in every)
+    with pytest.raises(RuntimeError, match="jina-reranker-v9"):
+        reranker.rerank(DOCS, "cats", model="jina-reranker-v9")
+
+
+def test_real_pymilvus_client(server, monkeypatch):
+    jinaai = pytest.importorskip("pymilvus.model.reranker.jinaai")
+
+    monkeypatch.setattr(jinaai, "API_URL", server.url + "/v1/rerank")
+    rerank = jinaai.JinaRerankFunction(api_key="x")  # model_name defaults to jina-reranker-v2-base-multilingual
+    out = rerank("cats", DOCS, top_k=2)
+    assert len(out) == 2 and out[0].score >= out[1].score > 0
+    assert all(r.text == DOCS[r.index] for r in out)
 
 
 def test_langchain_body_null_top_n_and_object_documents(client):
@@ -125,6 +161,9 @@ def test_long_lists_are_split_and_all_ranked(client):
      "body -> max_doc_length"),
     ({"model": "jina-reranker-v3", "query": "q", "documents": []}, "body -> documents"),
     ({"model": "jina-reranker-v3", "query": "q", "documents": ["d"] * 301}, "body -> documents"),
+    ({"model": "jina-reranker-v2-base-multilingual", "query": "q", "documents": ["d", "x" * 20_001]},
+     "body -> documents -> 1"),
+    ({"model": "jina-reranker-v3", "query": "q", "documents": ["d", 5]}, "body -> documents"),
 ])
 def test_invalid_requests_are_422(client, body, field):
     err = post(client, body, 422)
@@ -134,6 +173,31 @@ def test_invalid_requests_are_422(client, body, field):
 def test_oversize_body_is_413(client):
     r = client.post("/v1/rerank", json={"model": "jina-reranker-v3", "query": "q", "documents": ["x" * 70_000]})
     assert r.status_code == 413 and isinstance(r.json()["detail"], str)
+
+
+def test_m0_ranks_text_and_image_documents(client):
+    from test_m0 import png_data_uri
+
+    image = png_data_uri(60, 40, 2)
+    body = post(client, {"model": "jina-reranker-m0", "query": "cats",
+                         "documents": ["cats purr", {"image": image}, {"text": "dogs bark"}]})
+    assert sorted(r["index"] for r in body["results"]) == [0, 1, 2]
+    assert all(0 < r["relevance_score"] < 1 for r in body["results"])
+    docs = {r["index"]: r["document"] for r in body["results"]}
+    assert docs == {0: {"text": "cats purr"}, 1: {"image": image}, 2: {"text": "dogs bark"}}
+
+
+@pytest.mark.parametrize("model", ["jina-reranker-v3", "jina-reranker-v2-base-multilingual"])
+def test_image_documents_for_text_rerankers_are_400(client, model):
+    from test_m0 import png_data_uri
+
+    err = post(client, {"model": model, "query": "q", "documents": ["a", {"image": png_data_uri(8, 8, 0)}]}, 400)
+    assert "index 1" in err["detail"] and "text only" in err["detail"]
+
+
+def test_bad_image_for_m0_is_400(client):
+    err = post(client, {"model": "jina-reranker-m0", "query": "q", "documents": [{"image": "nope"}]}, 400)
+    assert "index 0" in err["detail"]
 
 
 def test_unknown_model_is_400(client):

@@ -105,10 +105,10 @@ def run(family: JinaRerankerV3Family, query: str, docs: list[str], **options):
 
 def test_prompt_matches_template_token_by_token(family, reference):
     docs = ["the cat sat on the mat", "dogs <|embed_token|>bark", "  spaces\nand lines  "]
-    plan, _ = run(family, "where is the <|rerank_token|>cat?", docs, instruction="prefer short passages")
+    plan, _ = run(family, "where is the <|rerank_token|>cat?", docs, instruction="prefer <|embed_token|>short passages")
     assert len(plan.items) == 1
     ids = plan.items[0].payload.ids
-    # the two marker tokens are stripped from user text; everything else is the literal template
+    # the two marker tokens are stripped from the query, documents and instruction; the rest is the template
     expected = reference.tok(template("where is the cat?", ["the cat sat on the mat", "dogs bark",
                                                              "  spaces\nand lines  "], "prefer short passages"))
     assert ids == expected["input_ids"]
@@ -230,3 +230,22 @@ def test_batched_blocks_equal_single_blocks(family):
         q_a, d_a = family.run_batch([payload])[0]
         np.testing.assert_allclose(q_t, q_a, atol=1e-4, rtol=1e-4)
         np.testing.assert_allclose(cos(d_t, q_t), cos(d_a, q_a), atol=TOL)
+
+
+def test_attention_is_sdpa_and_a_lone_block_has_no_mask(family, monkeypatch):
+    """No eager n×n attention matrix: every layer calls SDPA; a block that runs alone passes no mask
+    (SDPA's causal kernel), so memory stays linear in the block length."""
+    import torch.nn.functional as F
+
+    assert family.model.config._attn_implementation == "sdpa"
+    calls: list[tuple[bool, bool, int]] = []
+    real_sdpa = F.scaled_dot_product_attention
+
+    def recording(q, k, v, attn_mask=None, *args, is_causal=False, **kwargs):
+        calls.append((attn_mask is None, bool(is_causal), q.shape[-2]))
+        return real_sdpa(q, k, v, attn_mask, *args, is_causal=is_causal, **kwargs)
+
+    monkeypatch.setattr(F, "scaled_dot_product_attention", recording)
+    plan, _ = run(family, "cats", ["a dog sat", "the cat sat on a mat"])
+    n = plan.items[0].n_tokens
+    assert calls == [(True, True, n)] * family.model.config.num_hidden_layers

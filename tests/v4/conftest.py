@@ -72,6 +72,9 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(404, b"no", "text/plain")
         elif path == "/redirect":
             self._send(302, b"", None, {"Location": "/img.png"})
+        elif path == "/redirect-other-host":
+            # same server, other loopback address: the SSRF guard must check the redirect target again
+            self._send(302, b"", None, {"Location": f"http://127.0.0.2:{self.server.server_address[1]}/img.png"})
         elif path == "/loop":
             self._send(302, b"", None, {"Location": "/loop"})
         elif path == "/slow":

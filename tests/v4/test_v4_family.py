@@ -189,6 +189,12 @@ def test_mixed_batch_equals_single_items(v4_embedder):
     batched = service.embed_sync(items, opts).vectors
     singles = [service.embed_sync([x], opts).vectors[0] for x in items]
     np.testing.assert_allclose(np.stack(batched), np.stack(singles), atol=ATOL)
+    # one forward pass holding text and images of different lengths (no reliance on the batcher's packing)
+    plan = service.family.plan_embed(items, opts)
+    together = service.family.run_batch([it.payload for it in plan.items])
+    for i, x in enumerate(items):
+        alone = service.family.run_batch([service.family.plan_embed([x], opts).items[0].payload])[0]
+        np.testing.assert_allclose(together[i], alone, atol=ATOL)
     mv_opts = EmbedOptions(task="retrieval.passage", in_process=True, return_multivector=True)
     mv = service.embed_sync(items, mv_opts).vectors
     for i, x in enumerate(items):
@@ -233,10 +239,11 @@ def test_missing_adapters_or_projector_fail_loading_clearly(tiny_v4_path, tmp_pa
     import shutil
 
     from jinaserve import Embedder
+    from jinaserve.errors import ModelLoadError
 
     broken = tmp_path / "no-adapters"
     shutil.copytree(tiny_v4_path, broken, ignore=shutil.ignore_patterns("adapters"))
-    with pytest.raises(FileNotFoundError, match=r"adapter_config\.json.*one PEFT folder 'adapters/'"):
+    with pytest.raises(ModelLoadError, match=r"adapter_config\.json.*one PEFT folder 'adapters/'"):
         Embedder(f"jina-embeddings-v4={broken}", device="cpu")
     # a merged (-vllm-) checkpoint served under the full v4 row: no projector for multi-vectors
     no_proj = tmp_path / "no-projector"
@@ -246,5 +253,14 @@ def test_missing_adapters_or_projector_fail_loading_clearly(tiny_v4_path, tmp_pa
     state = {k: v for k, v in load_file(str(no_proj / "model.safetensors")).items()
              if "multi_vector_projector" not in k}
     save_file(state, str(no_proj / "model.safetensors"))
-    with pytest.raises(FileNotFoundError, match="multi_vector_projector"):
+    with pytest.raises(ModelLoadError, match="multi_vector_projector"):
         Embedder(f"jina-embeddings-v4={no_proj}", device="cpu")
+
+
+def test_folder_with_any_name_is_detected_as_v4(tiny_v4_path):
+    """An HF snapshot folder (no catalog name) is recognised by its `JinaEmbeddingsV4Model` architecture."""
+    from jinaserve.models.resolve import resolve
+
+    ref = resolve(str(tiny_v4_path))
+    assert ref.served_id == tiny_v4_path.name and ref.spec.family == "jina_v4"
+    assert "return_multivector" in ref.spec.options and ref.spec.default_task == "text-matching"

@@ -93,6 +93,11 @@ def test_multivector_on_embeddings_and_legacy_alias(srv):
                      "task": "retrieval.passage"}).json()["data"][0]["embeddings"]
     np.testing.assert_allclose(np.array(d1), np.array(d2), atol=1e-6)
     assert not np.allclose(np.array(d1), np.array(data[0]["embeddings"]), atol=1e-3)
+    img_alias = _post(srv, {"input": [{"image": B64}]}, "/v1/multi-vector")
+    assert img_alias.status_code == 200, img_alias.text
+    img = _post(srv, {"input": [{"image": B64}], "return_multivector": True, "task": "retrieval.passage"})
+    np.testing.assert_allclose(np.array(img_alias.json()["data"][0]["embeddings"]),
+                               np.array(img.json()["data"][0]["embeddings"]), atol=1e-6)
     r = _post(srv, {"input": ["x"], "return_multivector": True, "dimensions": 64})
     assert r.status_code == 422 and "return_multivector" in r.json()["detail"]
     assert _post(srv, {"input": ["x"], "dimensions": 64}, "/v1/multi-vector").status_code == 422
@@ -159,3 +164,12 @@ def test_rerank_by_cosine_over_text_and_image_documents(srv):
     assert [x["index"] for x in results] == list(np.argsort(-want))
     np.testing.assert_allclose([x["relevance_score"] for x in results], np.sort(want)[::-1], atol=1e-5)
     assert results[[x["index"] for x in results].index(1)]["document"] == {"image": B64}
+
+
+def test_late_chunking_text_only(srv, v4_embedder):
+    texts = ["a cat sits on a mat.", "the quick brown fox", "jumps over the lazy dog"]
+    r = _post(srv, {"input": texts, "task": "retrieval.passage", "late_chunking": True, "dimensions": 32})
+    want = v4_embedder.encode_text(texts, task="retrieval.passage", late_chunking=True, dimensions=32)
+    np.testing.assert_allclose(_vecs(r), want, atol=1e-5)
+    r = _post(srv, {"input": ["text", {"image": B64}], "late_chunking": True})
+    assert r.status_code == 422 and r.json()["errors"][0]["field"] == "body -> input -> 1", r.text

@@ -135,9 +135,19 @@ class RequestContextMiddleware:
         try:
             await handler
         except asyncio.CancelledError:
-            if not client_gone:  # we were cancelled ourselves (server shutdown): pass it on
+            if not client_gone:
+                # We were cancelled ourselves: the server is stopping and its graceful-shutdown time ran out
+                # before this request finished. Stop its work; answer a retryable 503 rather than letting the
+                # server turn the cancellation into a bare 500.
                 handler.cancel()
-                raise
+                if response_started:
+                    raise
+                status_holder["status"] = 503
+                log.warning("graceful shutdown timed out; unfinished request answered 503")
+                response = error_response(503, "The server is shutting down and could not finish this request "
+                                          "in time; retry it.", headers={"retry-after": "1", "connection": "close"})
+                await response(scope, receive, send)
+                return
             status_holder["status"] = 499  # client closed the request (nginx's convention)
             log.info("client disconnected; request cancelled")
         finally:

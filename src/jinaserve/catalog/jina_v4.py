@@ -32,6 +32,7 @@ def _merged(task: str, tasks: tuple[str, ...], default: str) -> ModelSpec:
         licence=_LICENCE,
         params="3.8B",
         description=f"jina-embeddings-v4 with the {task} LoRA merged (text + images; no multi-vector output).",
+        options=frozenset({"late_chunking"}),
         extra={"rerank_query_task": tasks[0], "rerank_document_task": tasks[-1]},
     )
 
@@ -53,8 +54,9 @@ ROWS: list[ModelSpec] = [
         params="3.8B",
         description="Multimodal multilingual embeddings (text, images, visual documents); 2048-d single vectors "
         "or 128-d per-token multi-vectors; retrieval / text-matching / code LoRAs.",
-        options=frozenset({"return_multivector"}),
-        extra={"multivector_dims": 128},
+        options=frozenset({"return_multivector", "late_chunking"}),
+        # a folder whose config names this architecture (e.g. an HF snapshot folder) is served with this row
+        extra={"multivector_dims": 128, "detect_architectures": ("JinaEmbeddingsV4Model",)},
     ),
     _merged("retrieval", ("retrieval.query", "retrieval.passage"), "retrieval.passage"),
     _merged("text-matching", ("text-matching",), "text-matching"),

@@ -82,7 +82,11 @@ def default_model_args(settings: Settings) -> list[str]:
         return list(DEFAULT_MODELS)
     log.warning("no model hub reachable and %s not cached: serving the bundled %s instead "
                 "(name models with --models to choose)", " + ".join(DEFAULT_MODELS), OFFLINE_FALLBACK_MODEL)
-    return [OFFLINE_FALLBACK_MODEL]
+    fallback = lookup(OFFLINE_FALLBACK_MODEL)
+    bundled = hub.bundled_folder(fallback.bundled_path) if fallback and fallback.bundled_path else None
+    # The bundled folder itself: the hub just proved unreachable, so no second attempt (which can hang on
+    # a network that drops packets) before the fallback to the bundled copy.
+    return [f"{OFFLINE_FALLBACK_MODEL}={bundled}" if bundled else OFFLINE_FALLBACK_MODEL]
 
 
 class ModelRegistry:
@@ -96,7 +100,9 @@ class ModelRegistry:
     def mark_loading(self, args: list[str]) -> None:
         with self._lock:
             for arg in args:
-                self._status.setdefault(arg, ModelStatus(arg))
+                # NAME of NAME=SOURCE: /readyz names a loading model as requests will
+                name = arg.partition("=")[0].strip() if "=" in arg else None
+                self._status.setdefault(arg, ModelStatus(arg, served_id=name))
 
     def load(self, args: list[str]) -> None:
         """Load each model; a failure is recorded (and logged) without stopping the others."""

@@ -4,11 +4,15 @@ Prompt: "**Document**:\\n{doc}\\n**Query**:\\n{query}" followed by the score tok
 sigmoid(MLP(h_last) − 2.65) where h_last is the final (normed) hidden state of that last token and the MLP
 is Linear(H→H) + ReLU + Linear(H→1) (`score.0`, `score.2` in the checkpoint).
 
-Text documents only in this version: the language model runs on transformers' native `Qwen2VLTextModel`
-(SDPA, no KV cache, no remote code) and the vision tower is not loaded. For text-only inputs Qwen2-VL's
-3-axis rotary positions are all equal to the token index, which is what the text model uses; right
-padding with an attention mask keeps every sequence's positions as if it ran alone. Image documents are
-refused with a clear 400.
+Image documents (`{"image": url | base64 | data URI}`, loaded by `jinaserve.images` with its fetch
+policy) take the place of the text: "**Document**:\\n<|vision_start|><|image_pad|>…<|vision_end|>\\n
+**Query**:\\n{query}", with `<|image_pad|>` repeated once per merged vision patch from the Qwen2-VL image
+processor (Pillow backend; min_pixels 3136, max_pixels 602112 as the published preprocessor, so at most
+~768 visual tokens). The model is transformers' native `Qwen2VLModel` (vision tower + language model,
+SDPA, no KV cache, no remote code). Text-only batches run the language model alone with positions
+0..n−1 (what Qwen2-VL's 3-axis rotary positions are for text); batches holding an image get their 3-D
+rotary positions from `get_rope_index`. Right padding with an attention mask keeps every sequence's
+positions as if it ran alone.
 
 Checkpoint layouts accepted: the published one (`model.*` language model, `visual.*`, `score.*`) and
 transformers ≥ 4.52's (`model.language_model.*`, `model.visual.*`).
@@ -26,13 +30,18 @@ import numpy as np
 import torch
 
 from ..catalog import ModelSpec
-from ..errors import InvalidInputError
+from ..errors import InvalidInputError, TokenLimitExceededError
+from ..images import ImageFetchPolicy, load_images
 from ..jobs import RerankJob, RerankResult
 from ..runtimes.torch_runtime import pad_batch
 from .base import ModelFamily, RerankPlan, WorkItem
 from .loading import LoadOptions
 
 log = logging.getLogger("jinaserve.models.jina_reranker_m0")
+
+
+IMAGE_DOC = "<|vision_start|><|image_pad|><|vision_end|>"
+MIN_PIXELS, MAX_PIXELS = 3136, 602112  # the published preprocessor_config.json
 
 
 def build_prompt(query: str, doc: str) -> str:
@@ -42,18 +51,26 @@ def build_prompt(query: str, doc: str) -> str:
 @dataclass
 class M0Payload:
     ids: list[int]
+    pixel_values: np.ndarray | None = None  # (patches, C·T·P·P) from the image processor
+    grid_thw: tuple[int, int, int] | None = None
 
 
 class JinaRerankerM0Family(ModelFamily):
     family_name = "jina_reranker_m0"
 
     def __init__(self, spec: ModelSpec, model: Any, score: torch.nn.Module, tokenizer: Any, *,
-                 device: str = "cpu") -> None:
+                 device: str = "cpu", image_processor: Any = None,
+                 image_policy: ImageFetchPolicy | None = None) -> None:
         self.spec = spec
-        self.model = model
+        self.model = model  # Qwen2VLModel: .visual + .language_model
         self.score = score
         self.tokenizer = tokenizer
         self.device = device
+        self.image_processor = image_processor
+        self.image_policy = image_policy or ImageFetchPolicy()
+        cfg = model.config
+        self.image_token_id = int(cfg.image_token_id)
+        self.merge_size = int(getattr(image_processor, "merge_size", 2) or 2)
         extra = spec.extra
         self.score_token_id = int(extra.get("score_token_id", 100))
         self.logit_bias = float(extra.get("logit_bias", 2.65))
@@ -69,7 +86,7 @@ class JinaRerankerM0Family(ModelFamily):
 
     @classmethod
     def load(cls, spec: ModelSpec, folder: Path, opts: LoadOptions) -> JinaRerankerM0Family:
-        from transformers import AutoTokenizer, Qwen2VLConfig, Qwen2VLTextModel
+        from transformers import AutoTokenizer, Qwen2VLConfig, Qwen2VLModel
 
         from ..runtimes.torch_runtime import configure_threads, load_pretrained, select_device, select_dtype
 
@@ -79,16 +96,21 @@ class JinaRerankerM0Family(ModelFamily):
         config = Qwen2VLConfig.from_pretrained(str(folder))
         text_config = config.text_config
         text_config.use_cache = False
-        # published layout: model.* = language model; newer: model.language_model.*
-        model = load_pretrained(Qwen2VLTextModel, folder, device=device, dtype=dtype, config=text_config,
-                                key_mapping={r"^model\.language_model\.": "model."})
+        # published layout: model.* = language model, visual.* = vision tower (the `score.*` head is read
+        # separately); transformers ≥ 4.52 layout: model.language_model.*, model.visual.*
+        model = load_pretrained(Qwen2VLModel, folder, device=device, dtype=dtype, config=config,
+                                key_mapping={r"^model\.language_model\.": "language_model.",
+                                             r"^model\.visual\.": "visual.",
+                                             r"^model\.(?!language_model\.|visual\.)": "language_model."})
         score = _load_score_head(folder, text_config.hidden_size).to(device)
         tokenizer = AutoTokenizer.from_pretrained(str(folder))
         if cls_score_token_oob(spec, len(tokenizer), text_config.vocab_size):
             raise ValueError(f"{folder}: score token id is outside the vocabulary")
-        log.info("loaded %s from %s (Qwen2-VL text model, %d layers, hidden %d; text documents only; %s, %s)",
+        image_processor = load_m0_image_processor(folder)
+        log.info("loaded %s from %s (Qwen2-VL, %d layers, hidden %d; text and image documents; %s, %s)",
                  spec.id, folder, text_config.num_hidden_layers, text_config.hidden_size, device, dtype)
-        return cls(spec, model, score, tokenizer, device=device)
+        return cls(spec, model, score, tokenizer, device=device, image_processor=image_processor,
+                   image_policy=opts.image_policy)
 
     # ------------------------------------------------------------------ planning
     def encode(self, query: str, doc: str) -> list[int]:
@@ -98,14 +120,45 @@ class JinaRerankerM0Family(ModelFamily):
         ids = self.tokenizer(build_prompt(query, doc), truncation=True, max_length=self.max_tokens - 1)["input_ids"]
         return [*ids, self.score_token_id]
 
+    def encode_image(self, query: str, image: Any, index: int) -> M0Payload:
+        try:
+            out = self.image_processor(images=[image], return_tensors="np")
+        except (ValueError, OSError) as exc:
+            raise InvalidInputError(f"Document at index {index}: the image cannot be processed ({exc})") from None
+        pixels = np.asarray(out["pixel_values"], dtype=np.float32)
+        grid = tuple(int(x) for x in np.asarray(out["image_grid_thw"])[0])
+        q_ids = self.tokenizer(query, add_special_tokens=False, truncation=True,
+                               max_length=self.max_query_tokens)["input_ids"]
+        if len(q_ids) >= self.max_query_tokens:
+            query = self.tokenizer.decode(q_ids)
+        ids = list(self.tokenizer(build_prompt(query, IMAGE_DOC))["input_ids"])
+        if ids.count(self.image_token_id) != 1:
+            raise InvalidInputError(f"{self.spec.id}: the tokenizer does not map <|image_pad|> to the config's "
+                                    f"image_token_id")
+        n = (grid[0] * grid[1] * grid[2]) // (self.merge_size ** 2)
+        at = ids.index(self.image_token_id)
+        ids = [*ids[:at], *([self.image_token_id] * n), *ids[at + 1:], self.score_token_id]
+        if len(ids) > self.max_tokens:
+            raise TokenLimitExceededError(f"Document at index {index}: the image needs {len(ids)} tokens, over "
+                                          f"the model's limit of {self.max_tokens}")
+        return M0Payload(ids, pixels, grid)  # type: ignore[arg-type]
+
     def plan_rerank(self, job: RerankJob) -> RerankPlan:
-        for i, d in enumerate(job.documents):
-            if d.text is None:
-                raise InvalidInputError(f"Document at index {i} is an image; this server runs {self.spec.id!r} on "
-                                        f"text documents only")
+        payloads: list[M0Payload | None] = [None] * len(job.documents)
+        image_idx = [i for i, d in enumerate(job.documents) if d.text is None]
+        if image_idx:
+            bad = [i for i in image_idx if job.documents[i].image is None]
+            if bad:
+                raise InvalidInputError(f"Document at index {bad[0]} has neither text nor an image")
+            images = load_images([job.documents[i].image for i in image_idx], policy=self.image_policy,
+                                 indices=image_idx)
         with self._tokenizer_lock:
-            payloads = [M0Payload(self.encode(job.query, d.text or "")) for d in job.documents]
-        items = [WorkItem(p, len(p.ids)) for p in payloads]
+            for i, d in enumerate(job.documents):
+                if d.text is not None:
+                    payloads[i] = M0Payload(self.encode(job.query, d.text))
+            for i, img in zip(image_idx, images if image_idx else [], strict=True):
+                payloads[i] = self.encode_image(job.query, img, i)
+        items = [WorkItem(p, len(p.ids)) for p in payloads if p is not None]
         total = sum(len(p.ids) for p in payloads)
 
         def assemble(outs: list[Any]) -> RerankResult:
@@ -117,8 +170,21 @@ class JinaRerankerM0Family(ModelFamily):
     @torch.inference_mode()
     def run_batch(self, payloads: list[Any]) -> list[Any]:
         input_ids, mask = pad_batch([p.ids for p in payloads], self.pad_id, side="right", device=self.device)
+        # a lone sequence has no padding: no mask at all lets SDPA take its causal kernel (no n×n matrix)
         attention_mask = mask if len(payloads) > 1 else None
-        hidden = self.model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False).last_hidden_state
+        with_images = [p for p in payloads if p.pixel_values is not None]
+        if not with_images:
+            hidden = self.model.language_model(input_ids=input_ids, attention_mask=attention_mask,
+                                               use_cache=False).last_hidden_state
+        else:
+            pixel_values = torch.from_numpy(np.concatenate([p.pixel_values for p in with_images])).to(
+                device=self.device, dtype=self.model.visual.dtype)
+            grid = torch.tensor([p.grid_thw for p in with_images], dtype=torch.long, device=self.device)
+            mm_types = (input_ids == self.image_token_id).to(torch.int32)
+            positions, _ = self.model.get_rope_index(input_ids, mm_token_type_ids=mm_types, image_grid_thw=grid,
+                                                     attention_mask=mask)
+            hidden = self.model(input_ids=input_ids, attention_mask=attention_mask, position_ids=positions,
+                                pixel_values=pixel_values, image_grid_thw=grid, use_cache=False).last_hidden_state
         last = torch.stack([hidden[i, len(p.ids) - 1] for i, p in enumerate(payloads)]).float()
         logits = self.score(last).view(-1)
         return [float(x) for x in torch.sigmoid(logits - self.logit_bias).cpu()]
@@ -126,6 +192,15 @@ class JinaRerankerM0Family(ModelFamily):
 
 def cls_score_token_oob(spec: ModelSpec, tokenizer_size: int, vocab_size: int) -> bool:
     return int(spec.extra.get("score_token_id", 100)) >= max(tokenizer_size, vocab_size)
+
+
+def load_m0_image_processor(folder: Path) -> Any:
+    """The Qwen2-VL image processor on its Pillow backend, with the published m0 pixel bounds by default."""
+    from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil
+
+    if (folder / "preprocessor_config.json").is_file():
+        return Qwen2VLImageProcessorPil.from_pretrained(str(folder))
+    return Qwen2VLImageProcessorPil(size={"shortest_edge": MIN_PIXELS, "longest_edge": MAX_PIXELS})
 
 
 def _load_score_head(folder: Path, hidden: int) -> torch.nn.Module:

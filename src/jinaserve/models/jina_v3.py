@@ -10,7 +10,9 @@
   0.56 GiB bf16); `runtime` keeps only the rank-4 factors and adds x·Aᵀ·Bᵀ per call (≈7 MiB per task, slower;
   measured in `benchmarks/v3_adapters.py`, numbers in the README). The two embedding tables always apply their LoRA at
   runtime as a gather of r=4 columns: merging them would copy the 250k×1024 vocabulary per task.
-  `JINASERVE_V3_ADAPTERS=merged|runtime` picks the strategy.
+  `JINASERVE_V3_ADAPTERS=merged|runtime` picks the strategy. In merged mode the first request of a task pays
+  the merge (measured in the benchmark); `JINASERVE_V3_PREMERGE=all` or a comma list of tasks merges them at
+  load time instead, so no request waits for it.
 - Late chunking (research §2.3): the request's inputs are joined with one space, the task instruction goes in
   front, the whole text is tokenised once and run once; each input's token span is mean-pooled, the first
   span also taking `<s>` and the instruction tokens, the last also `</s>`.
@@ -25,6 +27,7 @@ from __future__ import annotations
 import bisect
 import logging
 import os
+import time
 from collections.abc import Hashable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -57,6 +60,7 @@ log = logging.getLogger("jinaserve.models.jina_v3")
 
 AdapterMode = Literal["merged", "runtime"]
 ADAPTER_MODE_ENV = "JINASERVE_V3_ADAPTERS"
+PREMERGE_ENV = "JINASERVE_V3_PREMERGE"
 
 
 # ------------------------------------------------------------------------------------------------ adapters
@@ -174,6 +178,21 @@ def adapter_mode_from_env(default: AdapterMode = "merged") -> AdapterMode:
     return value  # type: ignore[return-value]
 
 
+def premerge_tasks_from_env(spec: ModelSpec) -> list[str]:
+    """Tasks whose merged weights are built at load time (`JINASERVE_V3_PREMERGE`: "all" or a comma list)."""
+    value = os.environ.get(PREMERGE_ENV, "").strip()
+    if not value:
+        return []
+    if value.lower() == "all":
+        return [t.name for t in spec.tasks if t.adapter]
+    names = [v.strip() for v in value.split(",") if v.strip()]
+    unknown = [n for n in names if spec.task(n) is None]
+    if unknown:
+        raise ModelLoadError(f"{PREMERGE_ENV} names unknown task(s) {unknown}; the tasks of {spec.id} are "
+                             f"{', '.join(spec.task_names)} (or 'all')")
+    return names
+
+
 # ------------------------------------------------------------------------------------------------ payloads
 @dataclass
 class LateChunkPayload:
@@ -215,6 +234,7 @@ class JinaV3Family(TextEmbeddingFamily):
         from ..runtimes.torch_runtime import configure_threads, load_pretrained, select_device, select_dtype
 
         mode = adapter_mode_from_env()
+        premerge = premerge_tasks_from_env(spec)
         configure_threads(opts.threads)
         device = select_device(opts.device)
         dtype = select_dtype(device, opts.dtype, fp32_only=spec.fp32_only)
@@ -242,7 +262,15 @@ class JinaV3Family(TextEmbeddingFamily):
                        spec.max_tokens)
         log.info("loaded %s from %s (%s layout, %d task adapters, adapter mode %s, device=%s, dtype=%s)", spec.id,
                  folder, layout, len(adapters), mode, device, dtype)
-        return cls(spec, model, tokenizer, adapters=adapters, adapter_mode=mode, device=device)
+        family = cls(spec, model, tokenizer, adapters=adapters, adapter_mode=mode, device=device)
+        if premerge and mode == "merged":
+            started = time.perf_counter()
+            with torch.inference_mode():
+                for task in premerge:
+                    family.prepare_task(task)
+            log.info("%s: merged the weights of %s at load time in %.2f s", spec.id, ", ".join(premerge),
+                     time.perf_counter() - started)
+        return family
 
     # ----------------------------------------------------------------- forward
     def forward_hidden(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,

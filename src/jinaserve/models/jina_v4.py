@@ -20,6 +20,10 @@ Facts this family implements (research notes §4, §6.1; the published modeling 
   Qwen2.5-VL layout (``model.layers.*``, ``visual.*``) or the current one; both are mapped.
 * The base checkpoint is in the legacy key layout; transformers' own conversion mapping loads it into
   ``Qwen2_5_VLForConditionalGeneration``. ``multi_vector_projector.*`` is read separately.
+* ``late_chunking`` (text only, as the hosted v4 schema allows): the v3 procedure of research §2.3 with
+  v4's prefix — inputs joined with one space, the task prefix in front, one pass, each input's token span
+  mean-pooled (the first span also takes the prefix tokens). Over-length: 400 unless ``truncate=true``,
+  which packs whole inputs into windows (`jina_v3.late_chunk_windows`).
 * ``jina-embeddings-v4-vllm-<task>`` repos have the task's LoRA merged and no projector: same family
   with no adapters (catalog rows whose tasks carry ``adapter=None``).
 
@@ -43,7 +47,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from ..catalog import ModelSpec
-from ..errors import InvalidInputError, TokenLimitExceededError
+from ..errors import FieldError, InvalidInputError, ModelLoadError, TokenLimitExceededError, ValidationFailedError
 from ..images import ImageFetchPolicy, load_images
 from ..jobs import EmbedInput, EmbedOptions, RerankJob, RerankResult
 from .base import EmbedPlan, RerankPlan, WorkItem
@@ -66,6 +70,7 @@ class V4Payload:
     pixel_values: np.ndarray | None = None  # (patches, C·T·P·P) from the image processor
     grid_thw: tuple[int, int, int] | None = None
     span: tuple[int, int] | None = None  # inclusive token range pooled for images
+    spans: list[tuple[int, int]] | None = None  # late chunking: [start, end) per input of one joined text
 
 
 # --------------------------------------------------------------------------- LoRA side paths
@@ -108,7 +113,7 @@ class TaskLoRALinear(nn.Module):
             bias: torch.Tensor | None = None) -> None:
         w = self.base.weight
         if a.shape != (a.shape[0], self.base.in_features) or b.shape != (self.base.out_features, a.shape[0]):
-            raise ValueError(f"LoRA shapes A{tuple(a.shape)} B{tuple(b.shape)} do not fit Linear "
+            raise ModelLoadError(f"LoRA shapes A{tuple(a.shape)} B{tuple(b.shape)} do not fit Linear "
                              f"{self.base.in_features}→{self.base.out_features}")
         self.lora_a[task] = a.to(device=w.device, dtype=w.dtype)
         self.lora_b[task] = b.to(device=w.device, dtype=w.dtype)
@@ -146,11 +151,11 @@ def read_multitask_lora(folder: Path) -> dict[str, dict[str, dict[str, Any]]]:
     the `alpha_pattern` entry whose key ends the module name; scale = alpha / r (alpha / √r for rsLoRA)."""
     cfg_file = folder / "adapter_config.json"
     if not cfg_file.is_file():
-        raise FileNotFoundError(f"{folder} has no adapter_config.json: jina-embeddings-v4 keeps its task LoRAs "
+        raise ModelLoadError(f"{folder} has no adapter_config.json: jina-embeddings-v4 keeps its task LoRAs "
                                 f"in one PEFT folder 'adapters/'")
     cfg = json.loads(cfg_file.read_text())
     if cfg.get("peft_type", "LORA") != "LORA" or cfg.get("use_dora"):
-        raise ValueError(f"{folder}: only plain LoRA adapters are supported")
+        raise ModelLoadError(f"{folder}: only plain LoRA adapters are supported")
     default_alpha = float(cfg.get("lora_alpha", cfg.get("r", 8)))
     alpha_pattern: dict[str, float] = cfg.get("alpha_pattern") or {}
     rslora = bool(cfg.get("use_rslora"))
@@ -172,11 +177,11 @@ def read_multitask_lora(folder: Path) -> dict[str, dict[str, dict[str, Any]]]:
             continue
         out.setdefault(module, {}).setdefault(m["task"], {})[slot] = value
     if not out:
-        raise ValueError(f"{folder}: no LoRA weights of the form '<module>.lora_A.<task>.weight'")
+        raise ModelLoadError(f"{folder}: no LoRA weights of the form '<module>.lora_A.<task>.weight'")
     for module, tasks in out.items():
         for task, ab in tasks.items():
             if "A" not in ab or "B" not in ab:
-                raise ValueError(f"{folder}: LoRA pair of {module!r} for task {task!r} is incomplete")
+                raise ModelLoadError(f"{folder}: LoRA pair of {module!r} for task {task!r} is incomplete")
     for module, tasks in out.items():
         alpha = next((float(v) for k, v in alpha_pattern.items() if re.search(rf"(^|\.){k}$", module)),
                      default_alpha)
@@ -195,7 +200,7 @@ def attach_lora(model: nn.Module, projector: nn.Linear | None, folder: Path, tas
     available = {t for per in loras.values() for t in per}
     missing = [t for t in tasks if t not in available]
     if missing:
-        raise ValueError(f"{folder}: no LoRA weights for task(s) {missing}; the adapter has {sorted(available)}")
+        raise ModelLoadError(f"{folder}: no LoRA weights for task(s) {missing}; the adapter has {sorted(available)}")
     count = 0
     skipped: list[str] = []
     for module, per_task in loras.items():
@@ -217,7 +222,7 @@ def attach_lora(model: nn.Module, projector: nn.Linear | None, folder: Path, tas
                 parent_name, _, child = module.rpartition(".")
                 setattr(model.get_submodule(parent_name) if parent_name else model, child, wrapper)
             else:
-                raise ValueError(f"adapter targets {module!r}, which is a {type(target).__name__}, not a Linear")
+                raise ModelLoadError(f"adapter targets {module!r}, which is a {type(target).__name__}, not a Linear")
         for task, ab in per_task.items():
             if task in tasks:
                 wrapper.add(task, ab["A"], ab["B"], float(ab["scale"]), ab.get("bias"))
@@ -226,7 +231,7 @@ def attach_lora(model: nn.Module, projector: nn.Linear | None, folder: Path, tas
         # e.g. lm_head, which embeddings never run
         log.debug("LoRA weights for modules not in the embedding path were ignored: %s", skipped[:5])
     if count == 0:
-        raise ValueError(f"{folder}: none of the LoRA target modules exist in the model")
+        raise ModelLoadError(f"{folder}: none of the LoRA target modules exist in the model")
     return projector, count
 
 
@@ -250,12 +255,12 @@ class JinaV4Family(TextEmbeddingFamily):
         self.merge_size = int(getattr(image_processor, "merge_size", 2) or 2)
         prompt_ids = tokenizer(IMAGE_PROMPT, add_special_tokens=False)["input_ids"]
         if prompt_ids.count(self.image_token_id) != 1:
-            raise ValueError("the tokenizer does not map <|image_pad|> to the config's image_token_id")
+            raise ModelLoadError("the tokenizer does not map <|image_pad|> to the config's image_token_id")
         pad_at = prompt_ids.index(self.image_token_id)
         self._image_head = list(prompt_ids[:pad_at])
         self._image_tail = list(prompt_ids[pad_at + 1:])
         if self.vision_start_id not in self._image_head or self.vision_end_id not in self._image_tail:
-            raise ValueError("the tokenizer does not map <|vision_start|>/<|vision_end|> to the config's ids")
+            raise ModelLoadError("the tokenizer does not map <|vision_start|>/<|vision_end|> to the config's ids")
 
     # ------------------------------------------------------------------ planning
     def image_prompt_ids(self, grid_thw: tuple[int, int, int]) -> tuple[list[int], tuple[int, int]]:
@@ -273,7 +278,33 @@ class JinaV4Family(TextEmbeddingFamily):
         grid = tuple(int(x) for x in np.asarray(out["image_grid_thw"])[0])
         return pixels, grid  # type: ignore[return-value]
 
+    def plan_late_chunking(self, inputs: Sequence[EmbedInput], options: EmbedOptions) -> EmbedPlan:
+        from .jina_v3 import late_chunk_windows
+
+        bad = [FieldError(f"body -> input -> {i}", "late_chunking takes text inputs only", "value_error",
+                          "image" if x.image is not None else "token ids")
+               for i, x in enumerate(inputs) if x.image is not None or x.token_ids is not None]
+        if options.return_multivector:
+            bad.append(FieldError("body -> late_chunking", "late_chunking cannot be combined with "
+                                  "return_multivector", "value_error", True))
+        if bad:
+            raise ValidationFailedError(bad)
+        if not inputs:
+            return EmbedPlan([], 0, lambda outs: [])
+        task = self.resolve_task(options.task)
+        group = self.group_for(task)
+        windows = late_chunk_windows(self.tokenizer, [x.text or "" for x in inputs], self.prefix_for(task),
+                                     max_tokens=self.max_tokens, truncate=options.truncate)
+        items = [WorkItem(V4Payload(ids, group, spans=spans), len(ids), group) for ids, spans in windows]
+
+        def assemble(outs: list[Any]) -> list[np.ndarray]:
+            return [vec for window in outs for vec in np.asarray(window)]
+
+        return EmbedPlan(items, sum(len(ids) for ids, _ in windows), assemble)
+
     def plan_embed(self, inputs: Sequence[EmbedInput], options: EmbedOptions) -> EmbedPlan:
+        if options.late_chunking:
+            return self.plan_late_chunking(inputs, options)
         task = self.resolve_task(options.task)
         group = self.group_for(task)
         multivector = bool(options.return_multivector)
@@ -361,7 +392,9 @@ class JinaV4Family(TextEmbeddingFamily):
         for row, p in enumerate(payloads):
             n = len(p.ids)
             h = hidden[row, :n]
-            if p.multivector:
+            if p.spans is not None:
+                outs.append(torch.stack([h[s:e].float().mean(dim=0) for s, e in p.spans]).cpu().numpy())
+            elif p.multivector:
                 assert self.projector is not None
                 vecs = self.projector(h.to(self.projector.weight.dtype)).float()
                 outs.append(F.normalize(vecs, p=2, dim=-1).cpu().numpy())
@@ -438,7 +471,7 @@ def load_backbone(model_cls: Any, folder: Path, config: Any, *, device: str, dty
     missing = sorted(k for k in info.get("missing_keys", ()) if not k.startswith("lm_head."))
     unexpected = sorted(k for k in info.get("unexpected_keys", ()) if "multi_vector_projector" not in k)
     if missing:
-        raise ValueError(f"{folder}: the checkpoint lacks {len(missing)} backbone weights, e.g. {missing[:3]}")
+        raise ModelLoadError(f"{folder}: the checkpoint lacks {len(missing)} backbone weights, e.g. {missing[:3]}")
     if unexpected:
         log.warning("%s: %d checkpoint weights were not used, e.g. %s", folder, len(unexpected), unexpected[:3])
     model.eval()
@@ -470,7 +503,7 @@ def load_projector(folder: Path, *, device: str, dtype: torch.dtype) -> nn.Linea
                 elif key.endswith("multi_vector_projector.bias"):
                     tensors["bias"] = fh.get_tensor(key)
     if "weight" not in tensors:
-        raise FileNotFoundError(f"{folder}: no 'multi_vector_projector.weight' in the checkpoint; multi-vector "
+        raise ModelLoadError(f"{folder}: no 'multi_vector_projector.weight' in the checkpoint; multi-vector "
                                 f"output needs the full jina-embeddings-v4 repo (the -vllm-* repos lack it)")
     out_f, in_f = tensors["weight"].shape
     linear = nn.Linear(in_f, out_f, bias="bias" in tensors)

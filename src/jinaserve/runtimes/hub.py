@@ -38,10 +38,17 @@ def cached_snapshot(repo: str, revision: str | None = None, cache_dir: str | Non
     from huggingface_hub import snapshot_download
 
     try:
-        return Path(snapshot_download(repo, revision=revision, cache_dir=cache_dir, local_files_only=True,
-                                      allow_patterns=allow_patterns))
+        folder = Path(snapshot_download(repo, revision=revision, cache_dir=cache_dir, local_files_only=True,
+                                        allow_patterns=allow_patterns))
     except Exception:
         return None
+    if allow_patterns:  # a cached snapshot of the repo is not enough: each requested pattern must be there
+        import fnmatch
+
+        names = [p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file()]
+        if not all(any(fnmatch.fnmatch(n, pat) for n in names) for pat in allow_patterns):
+            return None
+    return folder
 
 
 def hub_reachable(timeout_s: float = 3.0) -> bool:

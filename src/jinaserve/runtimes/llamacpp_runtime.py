@@ -15,6 +15,10 @@ Where files come from (`locate_gguf`):
 * a catalog row's `GGUFSpec`: `--quant Q8_0` (default: the row's `default_quant`) selects one file of
   the row's GGUF repo; only that file and the row's `extra_files` are downloaded.
 
+jina-embeddings-v3 (no published GGUF: converted locally) = the base GGUF + llama.cpp LoRA adapters
+`lora-<task>-<file>` next to it, switched per batch; the token-type LoRA llama.cpp ignores is folded into
+the word-embedding LoRA first (`gguf_lora`).
+
 Tokenisation: the Hugging Face tokenizer when the GGUF's folder has one (tokenizer.json /
 tokenizer_config.json), else the vocabulary inside the GGUF itself through llama.cpp
 (`GGUFTokenizer`), so one downloaded file is enough.
@@ -61,8 +65,9 @@ def require_llama_cpp() -> Any:
         import llama_cpp._logger  # installs the callback that routes llama.cpp's log through Python logging
     except ImportError as exc:
         raise LlamaCppUnavailableError(
-            "the llamacpp runtime needs llama-cpp-python: pip install 'jinaserve[gguf]' (it compiles llama.cpp "
-            "from source, a few minutes; see the README section 'GGUF / llama.cpp')") from exc
+            "the llamacpp runtime needs llama-cpp-python: pip install 'jinaserve[gguf]' (it compiles llama.cpp from "
+            "source: ~20 minutes on a 2-core machine; see the README section 'GGUF models through llama.cpp')"
+        ) from exc
     # llama.cpp's own log lines go through the "llama-cpp-python" logger: errors only unless set otherwise
     lcpp_log = logging.getLogger("llama-cpp-python")
     if lcpp_log.level == logging.NOTSET:
@@ -92,6 +97,18 @@ def _pick(files: Sequence[Path], quant: str | None, where: str) -> Path:
                              f"with --quant")
 
 
+def gguf_file_pattern(spec: ModelSpec, quant: str | None) -> tuple[str, str]:
+    """(quant, file glob) of `spec`'s GGUF repo: `quant` matched case-insensitively, default the row's."""
+    gg = spec.gguf
+    if gg is None:
+        raise ModelNotFoundError(f"Model {spec.id!r} has no GGUF files in the catalog")
+    quant = quant or gg.default_quant
+    hit = quant if quant in gg.files else next((q for q in gg.files if q.lower() == quant.lower()), None)
+    if hit is None:
+        raise ModelNotFoundError(f"Model {spec.id!r} has no {quant} GGUF file; known: {', '.join(gg.files)}")
+    return hit, gg.files[hit]
+
+
 def locate_gguf(spec: ModelSpec, local_path: Path | None, *, quant: str | None, offline: bool = False,
                 cache_dir: str | None = None) -> Path:
     """The GGUF file to load for `spec` (downloading only that file and the row's extra files)."""
@@ -102,16 +119,23 @@ def locate_gguf(spec: ModelSpec, local_path: Path | None, *, quant: str | None, 
             return _pick(list(local_path.glob("*.gguf")), quant, str(local_path))
         raise ModelNotFoundError(f"{local_path} is neither a .gguf file nor a folder")
     gg = spec.gguf
+    if gg is None and spec.family == "jina_v3":
+        raise ModelNotFoundError(
+            f"Model {spec.id!r} has no published GGUF: convert jinaai/jina-embeddings-v3 (the original layout) with "
+            f"`python -m jinaserve.runtimes.gguf_convert FOLDER {spec.id}-F16.gguf` (it writes one "
+            f"lora-<task>-{spec.id}-F16.gguf adapter per task next to it), then serve "
+            f"--models {spec.id}=/path/{spec.id}-F16.gguf; or use --runtime torch")
     if gg is None:
         raise ModelNotFoundError(
             f"Model {spec.id!r} has no GGUF files in the catalog; serve it with --runtime torch, or name a local "
             f"GGUF file: --models {spec.id}=/path/to/model.gguf")
-    quant = quant or gg.default_quant
-    pattern = gg.files.get(quant) or next((p for q, p in gg.files.items() if q.lower() == quant.lower()), None)
-    if pattern is None:
-        raise ModelNotFoundError(f"Model {spec.id!r} has no {quant} GGUF file; known: {', '.join(gg.files)}")
-    folder = hub.fetch(gg.repo, revision=None, cache_dir=cache_dir, offline=offline,
-                       allow_patterns=[pattern, *gg.extra_files])
+    quant, pattern = gguf_file_pattern(spec, quant)
+    try:
+        folder = hub.fetch(gg.repo, revision=None, cache_dir=cache_dir, offline=offline,
+                           allow_patterns=[pattern, *gg.extra_files])
+    except hub.WeightsUnavailableError as exc:
+        raise hub.WeightsUnavailableError(
+            f"{exc.message} (the {quant} file only: `jinaserve pull {spec.id} --quant {quant}`)") from exc
     hits = sorted(p for p in folder.iterdir() if fnmatch.fnmatch(p.name, pattern))
     if not hits:
         raise ModelNotFoundError(f"{gg.repo} has no file matching {pattern} (quant {quant})")
@@ -465,8 +489,18 @@ def _build_v3(spec: ModelSpec, gguf_path: Path, backbone: LlamaCppBackbone) -> A
         raise ModelLoadError(f"{spec.id}: no LoRA GGUF for {missing} next to {gguf_path.name} (expected "
                              f"lora-<task>-{gguf_path.name}, as llama.cpp's converter writes them); found "
                              f"{sorted(files) or 'none'}")
-    for name in sorted(needed):
-        backbone.add_adapter(name, by_adapter[name])  # type: ignore[arg-type]
+    import tempfile
+
+    from .gguf_lora import fold_token_type_lora
+
+    # llama.cpp ignores the token-type LoRA the converter writes: fold it into the word-embedding LoRA (exact),
+    # in a temporary copy (llama.cpp reads the adapter into memory at init, so the copy can go right after).
+    with tempfile.TemporaryDirectory(prefix="jinaserve-lora-") as tmp:
+        for name in sorted(needed):
+            src = by_adapter[name]
+            assert src is not None
+            folded = Path(tmp) / src.name
+            backbone.add_adapter(name, folded if fold_token_type_lora(src, folded) else src)
 
     class GGUFJinaV3Family(JinaV3Family):
         """JinaV3Family (prefixes, grouping by adapter, mean pooling, late chunking) on llama.cpp adapters."""
@@ -527,5 +561,6 @@ def describe(path: Path) -> dict[str, Any]:
             "embedding_length": meta.get(f"{arch}.embedding_length"), "file_type": meta.get("general.file_type")}
 
 
-__all__ = ["GGUFTokenizer", "LlamaCppBackbone", "LlamaCppUnavailableError", "describe", "is_gguf_file",
+__all__ = ["GGUFTokenizer", "LlamaCppBackbone", "LlamaCppUnavailableError", "describe", "gguf_file_pattern",
+           "is_gguf_file",
            "load_family", "locate_gguf"]

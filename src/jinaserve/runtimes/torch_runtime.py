@@ -11,6 +11,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..errors import ModelLoadError
+
 log = logging.getLogger("jinaserve.runtime.torch")
 
 _DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
@@ -27,9 +29,10 @@ def select_device(requested: str = "auto") -> str:
             return "mps"
         return "cpu"
     if requested == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError("device 'cuda' requested but CUDA is not available")
+        raise ModelLoadError("device 'cuda' requested but CUDA is not available (torch "
+                             f"{torch.__version__}); use --device cpu or auto")
     if requested == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
-        raise RuntimeError("device 'mps' requested but MPS is not available")
+        raise ModelLoadError("device 'mps' requested but MPS is not available; use --device cpu or auto")
     return requested
 
 

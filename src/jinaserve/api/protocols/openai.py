@@ -10,8 +10,9 @@ from pydantic import BaseModel, ConfigDict, Field
 class OpenAIEmbeddingFields(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
-    encoding_format: Literal["float", "base64"] | None = Field(
-        default=None, description="OpenAI output format. The OpenAI SDK sends 'base64' by default.")
+    encoding_format: Literal["float", "base64", "binary", "ubinary"] | None = Field(
+        default=None, description="OpenAI output format (float, base64; the OpenAI SDK sends 'base64' by "
+        "default). Also a Jina alias of embedding_type, so binary and ubinary are accepted too.")
     user: str | None = Field(default=None, description="Accepted and ignored (OpenAI field).")
 
 
