@@ -34,7 +34,7 @@ test: $(VENV)/.installed-dev
 lint: $(VENV)/.installed-dev
 	$(BIN)/ruff check src tests benchmarks examples
 
-# `make bench` (full run, ~15 min on 2 cores; table in benchmarks/results/latest.md), `make bench-quick` (1 s
+# `make bench` (full run, ~9 min on 2 cores; table in benchmarks/results/latest.md), `make bench-quick` (1 s
 # per cell, no profiles, results/quick.md), or `make bench BENCH_ARGS="--engines st,jinaserve"`.
 bench: $(VENV)/.installed-dev
 	$(BIN)/python -m benchmarks.run_all $(BENCH_ARGS)

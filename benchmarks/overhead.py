@@ -13,7 +13,15 @@ model and, interleaved so machine noise hits both alike, times:
 - `tokenize`: the family's `plan_embed` (tokenisation + planning) for the same input, for reference
   (it is part of the overhead).
 
-overhead = p50 over requests of (request − its own forward). Prints one JSON object.
+overhead = p50 over requests of (request − its own forward).
+
+Two controls follow, with the forward replaced by a replay of its stored result:
+- `pause`: the replay preceded by an idle `time.sleep` as long as the real forward's p50 (no computation,
+  no memory traffic), subtracted like the forward. On a shared VM an idle gap alone slows the code around
+  it (the vCPU is descheduled and its caches are taken by other tenants), so this is the floor the real
+  figure can reach on that machine.
+- `noop`: the same requests back to back, nothing between them: the serving path's own cost.
+Prints one JSON object.
 """
 
 from __future__ import annotations
@@ -89,9 +97,19 @@ async def measure(spec: dict[str, Any]) -> dict[str, Any]:
     forward_times: list[float] = []
     run_batch = service.batcher._run_batch
 
+    replay: dict[int, list[Any]] = {}
+    noop = False
+    pause_s = 0.0
+
     def timed_run_batch(payloads: list[Any]) -> list[Any]:
         t0 = time.perf_counter()
-        out = run_batch(payloads)
+        if noop and len(payloads) in replay:
+            if pause_s:
+                time.sleep(pause_s)
+            out = replay[len(payloads)]
+        else:
+            out = run_batch(payloads)
+            replay[len(payloads)] = out
         forward_times.append(time.perf_counter() - t0)
         return out
 
@@ -119,6 +137,29 @@ async def measure(spec: dict[str, Any]) -> dict[str, Any]:
         fwd.append(forward_times[0])
         tok.append(t2 - t1)
         i += 1
+
+    async def replayed(count: int, skip: int) -> list[float]:
+        out: list[float] = []
+        for j in range(count):
+            body = bodies[j % len(bodies)]
+            forward_times.clear()
+            t3 = time.perf_counter()
+            status, content = await _asgi_post(app, "/v1/embeddings", body)
+            t4 = time.perf_counter()
+            if status != 200 or len(forward_times) != 1:
+                raise RuntimeError(f"replayed request failed: {status} {content[:200]!r}")
+            if j >= skip:
+                out.append(t4 - t3 - forward_times[0])
+        return out
+
+    noop = True
+    # Control: the forward replaced by an idle pause as long as the real forward (time.sleep: no computation,
+    # no memory traffic), subtracted the same way. Shows what an idle gap alone does to the code around it.
+    pause_s = statistics.median(fwd)
+    pause_diffs = await replayed(min(i, 300), 0)
+    # The same requests back to back, nothing between them: the serving path's own cost.
+    pause_s = 0.0
+    noop_diffs = await replayed(i + 20, 20)  # the first 20 warm the caches back up
     registry.close(True)
     p50_req, p50_fwd = statistics.median(req), statistics.median(fwd)
     diffs = [a - b for a, b in zip(req, fwd, strict=True)]  # each request minus its own forward
@@ -131,6 +172,9 @@ async def measure(spec: dict[str, Any]) -> dict[str, Any]:
         "overhead_p50_ms": statistics.median(diffs) * 1e3,
         "overhead_p99_ms": _pct(diffs, 0.99) * 1e3,
         "overhead_medians_ms": (p50_req - p50_fwd) * 1e3,
+        "noop_overhead_p50_ms": statistics.median(noop_diffs) * 1e3,
+        "pause_overhead_p50_ms": statistics.median(pause_diffs) * 1e3,
+        "noop_overhead_p99_ms": _pct(noop_diffs, 0.99) * 1e3,
     }
 
 

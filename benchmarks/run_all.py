@@ -8,6 +8,7 @@
 Engines (each a separate process, all with the same thread count):
   jinaserve       HTTP server (dynamic batching, defaults)
   jinaserve-bs1   the same server forced to batch size 1 (`--max-batch-size 1`), for the 64×1 workloads
+  jinaserve-bf16  the same server with `--dtype bfloat16` (opt-in; fast on CPUs with AVX512-BF16 / AMX)
   st              in-process sentence-transformers `encode` / `CrossEncoder.predict` (the Python ceiling)
   infinity        the `infinity-emb` server from PyPI in its own venv (created on first use)
   llamacpp        jinaserve `--runtime llamacpp` with a GGUF (`--gguf`), when that runtime exists
@@ -41,7 +42,7 @@ from .workloads import ALL_KEYS, Workload, build_workloads
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_OUT = ROOT / "benchmarks" / "results"
-ALL_ENGINES = ["st", "infinity", "jinaserve-bs1", "jinaserve", "llamacpp"]
+ALL_ENGINES = ["st", "infinity", "jinaserve-bs1", "jinaserve-bf16", "jinaserve", "llamacpp"]
 MINILM_DIMS = 384
 CHECK_TEXTS = ["The cat sat on the mat.", "Dynamic batching shares forward passes between requests.",
                "A much longer sentence about rivers, mountains and the people who live between them, "
@@ -250,6 +251,12 @@ def evaluate_targets(run: Run) -> list[dict[str, Any]]:
             add(f"HTTP 8×32 base64 ({length}) vs Infinity", _ratio(run, k, "jinaserve", "infinity"), 1.5, k,
                 cpu=_cpu_ratio(run, k, "jinaserve", "infinity"))
     for length in ("short", "long"):
+        k = f"{length}-8x32-b64"
+        if k in run.cells and "jinaserve-bf16" in run.cells[k]:
+            add(f"HTTP 8×32 base64 ({length}) vs Infinity, jinaserve opt-in `--dtype bfloat16`",
+                _ratio(run, k, "jinaserve-bf16", "infinity"), 1.5, k,
+                cpu=_cpu_ratio(run, k, "jinaserve-bf16", "infinity"))
+    for length in ("short", "long"):
         k = f"{length}-64x1-b64"
         if k in run.cells:
             add(f"64×1 ({length}): dynamic batching vs --max-batch-size 1",
@@ -263,6 +270,9 @@ def evaluate_targets(run: Run) -> list[dict[str, Any]]:
     if run.overhead:
         add("per-request Python overhead, 1 input, p50 (request − forward)", run.overhead["overhead_p50_ms"], 1.0,
             "short-1x1-b64", unit="ms", lower_is_better=True)
+        if "noop_overhead_p50_ms" in run.overhead:
+            add("the same, forward replayed back to back (the serving path's own cost)",
+                run.overhead["noop_overhead_p50_ms"], 1.0, "short-1x1-b64", unit="ms", lower_is_better=True)
     return t
 
 
@@ -354,7 +364,7 @@ def render(run: Run, workloads: list[Workload]) -> str:
            "| workload | engine | inputs/s | tokens/s | p50 ms | p99 ms | peak RSS MiB | CPU ms/input | "
            + " | ".join(label for _, label in BASELINES) + " |",
            "|---|---|---:|---:|---:|---:|---:|---:|" + "---:|" * len(BASELINES)]
-    order = ["jinaserve", "jinaserve-bs1", "llamacpp", "infinity", "st"]
+    order = ["jinaserve", "jinaserve-bf16", "jinaserve-bs1", "llamacpp", "infinity", "st"]
     for w in workloads:
         row_cells = run.cells.get(w.key, {})
         for eng in order:
@@ -383,6 +393,13 @@ def render(run: Run, workloads: list[Workload]) -> str:
                 f"{o['tokenize_p50_ms']:.3f} ms → **overhead p50 {o['overhead_p50_ms']:.3f} ms** (p99 "
                 f"{o['overhead_p99_ms']:.3f} ms). The HTTP 1×1 row above adds uvicorn's parser, the loopback "
                 f"socket and the Python client."]
+        if "noop_overhead_p50_ms" in o:
+            out += ["", f"Controls, the forward replaced by a replay of its stored result: back to back (nothing "
+                    f"between requests: the serving path's own cost) **{o['noop_overhead_p50_ms']:.3f} ms** p50; "
+                    f"after an idle `time.sleep` as long as the forward's p50 (no computation, no memory traffic) "
+                    f"**{o['pause_overhead_p50_ms']:.3f} ms** p50. When the second is close to the measured "
+                    f"overhead, the difference from the first is what an idle gap does to the same code on this "
+                    f"machine (the vCPU is descheduled, other tenants take its caches), not work jinaserve does."]
     if run.targets:
         out += ["", "## Targets", "",
                 "`measured` is the throughput ratio (inputs/s) and decides `met`; `CPU-time ratio` is the same "
@@ -513,6 +530,14 @@ def main(argv: list[str] | None = None) -> int:
                 with engines.jinaserve_server("jinaserve-bs1", [f"minilm={minilm}"], threads=threads, logs=logs,
                                               extra_args=["--max-batch-size", "1"]) as srv:
                     load_cells(run, "jinaserve-bs1", srv, bs1_w, "jina", "minilm", args.duration, tmp)
+
+        if "jinaserve-bf16" in eng:
+            bf16_w = [w for w in embed_w if w.fmt == "base64" and w.per_request > 1]
+            if bf16_w:
+                log("jinaserve --dtype bfloat16")
+                with engines.jinaserve_server("jinaserve-bf16", [f"minilm={minilm}"], threads=threads, logs=logs,
+                                              extra_args=["--dtype", "bfloat16"]) as srv:
+                    load_cells(run, "jinaserve-bf16", srv, bf16_w, "jina", "minilm", args.duration, tmp)
 
         if "llamacpp" in eng and embed_w:
             why = engines.llamacpp_available()

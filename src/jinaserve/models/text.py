@@ -2,11 +2,56 @@
 
 from __future__ import annotations
 
+import threading
+import weakref
 from collections.abc import Sequence
 from typing import Any
 
 from ..errors import InvalidInputError, TokenLimitExceededError
 from ..jobs import EmbedInput
+
+try:
+    from tokenizers import Tokenizer as _RustTokenizer
+except ImportError:  # pragma: no cover - tokenizers is a dependency of transformers
+    _RustTokenizer = None  # type: ignore[assignment,misc]
+
+# Private copies of fast tokenizers' Rust backends, with truncation and padding off for good.
+# transformers' `tokenizer(...)` re-configures the shared backend's truncation/padding state on every call
+# (which costs ~0.1 ms per request and is racy between threads); encoding with a fixed-state copy gives the
+# same ids (tests/foundation/test_tokenize_fast_path.py) without either problem.
+_BACKENDS: weakref.WeakKeyDictionary[Any, tuple[int, Any]] = weakref.WeakKeyDictionary()
+_BACKENDS_LOCK = threading.Lock()
+
+
+def _plain_backend(tokenizer: Any) -> Any | None:
+    """A fixed-state copy of a fast tokenizer's Rust backend, or None when there is none to use."""
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if _RustTokenizer is None or not isinstance(backend, _RustTokenizer):
+        return None
+    size = backend.get_vocab_size(with_added_tokens=True)
+    try:
+        cached = _BACKENDS.get(tokenizer)
+    except TypeError:  # not weak-referenceable
+        return None
+    if cached is not None and cached[0] == size:
+        return cached[1]
+    with _BACKENDS_LOCK:
+        plain = _RustTokenizer.from_str(backend.to_str())
+        plain.no_truncation()
+        plain.no_padding()
+        plain.encode_special_tokens = bool(getattr(tokenizer, "split_special_tokens", False))
+        _BACKENDS[tokenizer] = (size, plain)  # re-copied if tokens are added to the tokenizer later
+    return plain
+
+
+def _encode_all(tokenizer: Any, texts: list[str], add_special_tokens: bool, max_tokens: int) -> list[list[int]]:
+    plain = _plain_backend(tokenizer)
+    if plain is not None:
+        if len(texts) == 1:
+            return [plain.encode(texts[0], add_special_tokens=add_special_tokens).ids]
+        return [e.ids for e in plain.encode_batch(texts, add_special_tokens=add_special_tokens)]
+    return tokenizer(texts, add_special_tokens=add_special_tokens, truncation=True, max_length=max_tokens + 1,
+                     padding=False, return_attention_mask=False, return_token_type_ids=False)["input_ids"]
 
 
 def tokenize(tokenizer: Any, texts: Sequence[str], *, max_tokens: int, truncate: bool,
@@ -14,9 +59,7 @@ def tokenize(tokenizer: Any, texts: Sequence[str], *, max_tokens: int, truncate:
     """Token ids per text. Over-length texts are cut (truncate=True) or rejected with a 400."""
     if not texts:
         return []
-    enc = tokenizer(list(texts), add_special_tokens=add_special_tokens, truncation=True,
-                    max_length=max_tokens + 1, padding=False, return_attention_mask=False,
-                    return_token_type_ids=False)["input_ids"]
+    enc = _encode_all(tokenizer, list(texts), add_special_tokens, max_tokens)
     over = [i for i, ids in enumerate(enc) if len(ids) > max_tokens]
     if over and not truncate:
         i = indices[over[0]] if indices is not None else over[0]
