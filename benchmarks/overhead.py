@@ -118,38 +118,36 @@ async def measure(spec: dict[str, Any]) -> dict[str, Any]:
         status, _ = await _asgi_post(app, "/v1/embeddings", bodies[i % len(bodies)])
         assert status == 200, status
 
+    async def timed_request(body: bytes) -> tuple[float, float]:
+        """(request latency, the forward that served it), in seconds."""
+        forward_times.clear()
+        t0 = time.perf_counter()
+        status, content = await _asgi_post(app, "/v1/embeddings", body)
+        latency = time.perf_counter() - t0
+        if status != 200 or len(forward_times) != 1:
+            raise RuntimeError(f"request failed: {status} {content[:200]!r} ({len(forward_times)} batches)")
+        return latency, forward_times[0]
+
     req: list[float] = []
     fwd: list[float] = []
     tok: list[float] = []
     deadline = time.perf_counter() + spec["duration_s"]
     i = 0
     while time.perf_counter() < deadline and i < spec.get("max_iterations", 5000):
-        body = bodies[i % len(bodies)]
-        forward_times.clear()
-        t0 = time.perf_counter()
-        status, content = await _asgi_post(app, "/v1/embeddings", body)
+        latency, forward = await timed_request(bodies[i % len(bodies)])
         t1 = time.perf_counter()
-        if status != 200 or len(forward_times) != 1:
-            raise RuntimeError(f"request failed: {status} {content[:200]!r} ({len(forward_times)} batches)")
         family.plan_embed([EmbedInput(text=texts[i % len(texts)])], opts)
-        t2 = time.perf_counter()
-        req.append(t1 - t0)
-        fwd.append(forward_times[0])
-        tok.append(t2 - t1)
+        tok.append(time.perf_counter() - t1)
+        req.append(latency)
+        fwd.append(forward)
         i += 1
 
     async def replayed(count: int, skip: int) -> list[float]:
         out: list[float] = []
         for j in range(count):
-            body = bodies[j % len(bodies)]
-            forward_times.clear()
-            t3 = time.perf_counter()
-            status, content = await _asgi_post(app, "/v1/embeddings", body)
-            t4 = time.perf_counter()
-            if status != 200 or len(forward_times) != 1:
-                raise RuntimeError(f"replayed request failed: {status} {content[:200]!r}")
+            latency, forward = await timed_request(bodies[j % len(bodies)])
             if j >= skip:
-                out.append(t4 - t3 - forward_times[0])
+                out.append(latency - forward)
         return out
 
     noop = True
