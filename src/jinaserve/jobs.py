@@ -35,6 +35,7 @@ class EmbedOptions:
     truncate: bool = False
     late_chunking: bool = False
     return_multivector: bool = False
+    return_tokenized_input: bool = False  # needs return_multivector
     embedding_type: str = "float"
     # Where the request came from; some options are only legal in-process (local image paths).
     in_process: bool = False
@@ -53,6 +54,8 @@ class EmbedResult:
 
     vectors: list[np.ndarray]
     total_tokens: int
+    # Per input, the token string behind each multi-vector row (`return_tokenized_input`), else None.
+    tokenized: list[list[str]] | None = None
 
 
 @dataclass

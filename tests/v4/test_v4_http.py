@@ -173,3 +173,30 @@ def test_late_chunking_text_only(srv, v4_embedder):
     np.testing.assert_allclose(_vecs(r), want, atol=1e-5)
     r = _post(srv, {"input": ["text", {"image": B64}], "late_chunking": True})
     assert r.status_code == 422 and r.json()["errors"][0]["field"] == "body -> input -> 1", r.text
+
+
+def test_return_tokenized_input(srv, v4_embedder):
+    """`return_tokenized_input` (with `return_multivector`): each item carries the token string behind each of
+    its vectors — for text the prefixed prompt's tokens, for an image the whole image prompt's."""
+    tok = v4_embedder._service.family.tokenizer
+    r = _post(srv, {"input": ["a cat sits on a mat", {"image": B64}], "return_multivector": True,
+                    "return_tokenized_input": True, "task": "retrieval.query"})
+    assert r.status_code == 200, r.text
+    text_item, image_item = r.json()["data"]
+    expected = tok.convert_ids_to_tokens(tok("Query: a cat sits on a mat", add_special_tokens=False)["input_ids"])
+    assert text_item["tokenized_input"] == expected
+    assert len(text_item["embeddings"]) == len(expected)
+    assert len(image_item["tokenized_input"]) == len(image_item["embeddings"])
+    assert "<|image_pad|>" in image_item["tokenized_input"]
+    # The vectors are the same as without the flag; the field is absent unless asked for.
+    plain = _post(srv, {"input": ["a cat sits on a mat"], "return_multivector": True, "task": "retrieval.query"})
+    assert "tokenized_input" not in plain.json()["data"][0]
+    np.testing.assert_allclose(np.array(plain.json()["data"][0]["embeddings"]),
+                               np.array(text_item["embeddings"]), atol=1e-6)
+    # The legacy endpoint takes it too; without multi-vectors it is a 422 naming the field.
+    legacy = _post(srv, {"input": ["a cat sits on a mat"], "return_tokenized_input": True}, "/v1/multi-vector")
+    assert legacy.status_code == 200, legacy.text
+    assert legacy.json()["data"][0]["tokenized_input"] == tok.convert_ids_to_tokens(
+        tok("Passage: a cat sits on a mat", add_special_tokens=False)["input_ids"])  # input_type document
+    bad = _post(srv, {"input": ["x"], "return_tokenized_input": True})
+    assert bad.status_code == 422 and "return_tokenized_input requires return_multivector" in bad.json()["detail"]

@@ -26,8 +26,11 @@ def embeddings_body(model: str, result: EmbedResult, embedding_type: str) -> dic
     data: list[dict[str, Any]] = []
     for i, v in enumerate(result.vectors):
         if v.ndim == 2:
-            data.append({"object": "embeddings", "index": i,
-                         "embeddings": [encode_vector(row, embedding_type) for row in v]})
+            item = {"object": "embeddings", "index": i,
+                    "embeddings": [encode_vector(row, embedding_type) for row in v]}
+            if result.tokenized is not None:
+                item["tokenized_input"] = result.tokenized[i]
+            data.append(item)
         else:
             data.append({"object": "embedding", "index": i, "embedding": encode_vector(v, embedding_type)})
     return {"model": model, "object": "list",

@@ -84,7 +84,7 @@ class ModelService:
                     vectors.append(truncate_and_normalize(arr, options.dimensions, options.normalized))
         self._tokens_counter.inc(plan.total_tokens)
         self._inputs_counter.inc(len(vectors))
-        return EmbedResult(vectors, plan.total_tokens)
+        return EmbedResult(vectors, plan.total_tokens, plan.tokenized if options.return_tokenized_input else None)
 
     def _submit(self, plan: EmbedPlan | RerankPlan) -> list[Future]:
         try:

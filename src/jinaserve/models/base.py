@@ -34,6 +34,8 @@ class EmbedPlan:
     total_tokens: int
     # Maps the per-item outputs (same order as `items`) to one array per request input.
     assemble: Callable[[list[Any]], list[np.ndarray]]
+    # Per request input, the token strings its multi-vector rows stand for (only when asked for).
+    tokenized: list[list[str]] | None = None
 
 
 @dataclass
@@ -100,5 +102,8 @@ def check_embed_options(spec: ModelSpec, options: EmbedOptions) -> None:
         errors.append(FieldError("body -> return_multivector",
                                  f"Model {spec.id!r} does not support return_multivector", "value_error",
                                  True))
+    if options.return_tokenized_input and not options.return_multivector:
+        errors.append(FieldError("body -> return_tokenized_input", "return_tokenized_input requires "
+                                 "return_multivector", "value_error", True))
     if errors:
         raise ValidationFailedError(errors)

@@ -342,7 +342,10 @@ class JinaV4Family(TextEmbeddingFamily):
 
         items = [WorkItem(p, len(p.ids), group) for p in payloads if p is not None]
         total = sum(it.n_tokens for it in items)
-        return EmbedPlan(items, total, lambda outs: list(outs))
+        tokenized = None
+        if multivector and options.return_tokenized_input:  # one token string per multi-vector row
+            tokenized = [self.tokenizer.convert_ids_to_tokens(list(p.ids)) for p in payloads if p is not None]
+        return EmbedPlan(items, total, lambda outs: list(outs), tokenized)
 
     def plan_rerank(self, job: RerankJob) -> RerankPlan:
         """Cosine between the query (retrieval.query) and each document (retrieval.passage), where a

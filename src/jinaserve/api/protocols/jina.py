@@ -39,6 +39,9 @@ class EmbeddingsRequest(OpenAIEmbeddingFields):
     truncate: bool | None = Field(default=None, validation_alias=AliasChoices("truncate", "truncation"))
     late_chunking: bool | None = None
     return_multivector: bool | None = None
+    return_tokenized_input: bool | None = Field(
+        default=None, description="With return_multivector: each item also carries `tokenized_input`, the "
+        "token string behind each of its vectors.")
     input_type: Literal["query", "document"] | None = Field(
         default=None, description="Legacy multi-vector / ColBERT field: query or document. For models with "
         "retrieval tasks and no `task` given, it picks retrieval.query or retrieval.passage.")
@@ -71,6 +74,7 @@ class EmbeddingsRequest(OpenAIEmbeddingFields):
             truncate=bool(self.truncate),
             late_chunking=bool(self.late_chunking),
             return_multivector=bool(self.return_multivector),
+            return_tokenized_input=bool(self.return_tokenized_input),
             embedding_type=self.output_type(),
         )
 
