@@ -188,10 +188,22 @@ def _inprocess_settings(device: str | None, offline: bool | None) -> dict:
     return {"device": device or "auto", "offline": bool(offline)}
 
 
+def _default_model(named: str | None, default: str, offline: bool | None) -> str:
+    """The model the user named, else `default` when it is cached or a hub answers, else the bundled one."""
+    if named:
+        return named
+    from .config import Settings
+    from .engine.registry import defaults_or_fallback
+
+    return defaults_or_fallback([default], Settings(offline=bool(offline)), how_to_choose="pass -m to choose")[0]
+
+
 @app.command()
 def embed(
     texts: Annotated[list[str], typer.Argument(help="Texts to embed.")],
-    model: Annotated[str, typer.Option("--model", "-m")] = "jina-embeddings-v3",
+    model: Annotated[str | None, typer.Option(
+        "--model", "-m", help="Default: jina-embeddings-v3, or the bundled all-MiniLM-L6-v2 when no hub is "
+        "reachable and it is not cached.")] = None,
     task: Annotated[str | None, typer.Option(help="Task (model-specific).")] = None,
     dimensions: Annotated[int | None, typer.Option(help="Matryoshka dimensions.")] = None,
     device: DeviceOpt = None,
@@ -204,7 +216,7 @@ def embed(
 
     setup_logging("console", "warning")
     try:
-        emb = Embedder(model, **_inprocess_settings(device, offline))
+        emb = Embedder(_default_model(model, "jina-embeddings-v3", offline), **_inprocess_settings(device, offline))
         vectors = emb.encode(texts, task=task, dimensions=dimensions)
     except JinaServeError as exc:
         console.print(f"[red]error:[/red] {exc.message}")
@@ -218,7 +230,9 @@ def embed(
 def rerank(
     query: Annotated[str, typer.Argument(help="The query.")],
     documents: Annotated[list[str], typer.Argument(help="Documents to rank.")],
-    model: Annotated[str, typer.Option("--model", "-m")] = "jina-reranker-v3",
+    model: Annotated[str | None, typer.Option(
+        "--model", "-m", help="Default: jina-reranker-v3, or the bundled all-MiniLM-L6-v2 (cosine) when no hub "
+        "is reachable and it is not cached.")] = None,
     top_n: Annotated[int | None, typer.Option(help="Keep the best N.")] = None,
     device: DeviceOpt = None,
     offline: OfflineOpt = None,
@@ -230,7 +244,7 @@ def rerank(
 
     setup_logging("console", "warning")
     try:
-        rr = Reranker(model, **_inprocess_settings(device, offline))
+        rr = Reranker(_default_model(model, "jina-reranker-v3", offline), **_inprocess_settings(device, offline))
         results = rr.rerank(query, documents, top_n=top_n)
     except JinaServeError as exc:
         console.print(f"[red]error:[/red] {exc.message}")

@@ -69,9 +69,24 @@ def test_rerank_prints_json_results():
     assert all(r["document"] == {"text": docs[r["index"]]} for r in body["results"])
 
 
+def test_no_model_named_and_no_hub_uses_the_bundled_model():
+    """Like `jinaserve serve`: the defaults are neither cached nor downloadable here (HF_HUB_OFFLINE=1 in
+    conftest), so with no -m the bundled model answers, with one warning (on stderr) saying so."""
+    result, _ = run("embed", "--offline", "hello")
+    assert result.exit_code == 0, result.output
+    assert orjson.loads(result.stdout)["model"] == "all-MiniLM-L6-v2"
+    warning = " ".join(result.stderr.split())
+    assert "jina-embeddings-v3 not cached: serving the bundled all-MiniLM-L6-v2 instead (pass -m to choose)" \
+        in warning, warning
+    result, _ = run("rerank", "--offline", "--top-n", "1", "capital of Germany?", "Cats sleep.", "Berlin, Germany")
+    assert result.exit_code == 0, result.output
+    body = orjson.loads(result.stdout)
+    assert body["model"] == "all-MiniLM-L6-v2" and body["results"][0]["index"] == 1
+
+
 def test_unavailable_model_is_a_clean_error():
-    # the default model is neither cached nor downloadable here (HF_HUB_OFFLINE=1 in conftest)
-    result, text = run("embed", "--offline", "hello")
+    # a named model is never replaced: not cached and not downloadable here → one error line, exit 1
+    result, text = run("embed", "-m", "jina-embeddings-v3", "--offline", "hello")
     assert result.exit_code == 1
     assert "error:" in text and "jina-embeddings-v3" in text and "offline" in text
     assert "Traceback" not in result.output

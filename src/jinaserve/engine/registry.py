@@ -74,14 +74,20 @@ def default_model_args(settings: Settings) -> list[str]:
     hub cannot be reached and the defaults are not cached."""
     if settings.models:
         return list(settings.models)
-    rows = [lookup(m) for m in DEFAULT_MODELS]
+    return defaults_or_fallback(DEFAULT_MODELS, settings, how_to_choose="name models with --models to choose")
+
+
+def defaults_or_fallback(defaults: list[str], settings: Settings, *, how_to_choose: str) -> list[str]:
+    """`defaults` when they are cached or a hub answers; otherwise (one warning) the bundled fallback model.
+    Only for models the user did not name: a named model is never replaced."""
+    rows = [lookup(m) for m in defaults]
     cached = all(r is not None and r.hf_repo and hub.is_cached(r.hf_repo, settings.cache_dir) for r in rows)
     if cached:
-        return list(DEFAULT_MODELS)
+        return list(defaults)
     if not hub.offline_mode(settings.offline) and hub.hub_reachable():
-        return list(DEFAULT_MODELS)
-    log.warning("no model hub reachable and %s not cached: serving the bundled %s instead "
-                "(name models with --models to choose)", " + ".join(DEFAULT_MODELS), OFFLINE_FALLBACK_MODEL)
+        return list(defaults)
+    log.warning("no model hub reachable and %s not cached: serving the bundled %s instead (%s)",
+                " + ".join(defaults), OFFLINE_FALLBACK_MODEL, how_to_choose)
     fallback = lookup(OFFLINE_FALLBACK_MODEL)
     bundled = hub.bundled_folder(fallback.bundled_path) if fallback and fallback.bundled_path else None
     # The bundled folder itself: the hub just proved unreachable, so no second attempt (which can hang on
