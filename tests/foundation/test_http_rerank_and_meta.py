@@ -35,6 +35,8 @@ def test_cross_encoder_rerank_shape_and_order(main_server):
     for x in res:
         assert list(x) == ["index", "relevance_score", "document"]
         assert x["document"] == {"text": DOCS[x["index"]]}
+        assert x["relevance_score"] == round(x["relevance_score"], 8)  # 8 decimals, as the hosted API
+    assert any(s != round(s, 6) for s in scores)  # ... and not fewer
 
 
 def test_rerank_with_embedding_model_ranks_by_cosine(main_server):

@@ -12,6 +12,7 @@ from ..jobs import EmbedResult, RerankDocument, RerankResult
 from ..outputs import encode_vector
 
 _OPTS = orjson.OPT_SERIALIZE_NUMPY
+SCORE_DECIMALS = 8
 
 
 class JSONBytes(Response):
@@ -46,7 +47,8 @@ def rerank_body(model: str, docs: list[RerankDocument], result: RerankResult, *,
         order = order[:top_n]
     results = []
     for i in order:
-        item: dict[str, Any] = {"index": i, "relevance_score": float(scores[i])}
+        # Rounded to 8 decimals, as the hosted API sends them (ordering uses the full-precision scores).
+        item: dict[str, Any] = {"index": i, "relevance_score": round(float(scores[i]), SCORE_DECIMALS)}
         if return_documents:
             d = docs[i]
             item["document"] = {"text": d.text} if d.text is not None else {"image": d.image}
