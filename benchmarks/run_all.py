@@ -250,9 +250,7 @@ def evaluate_targets(run: Run) -> list[dict[str, Any]]:
                 0.95, k, cpu=_cpu_ratio(run, k, "jinaserve", "st"))
             add(f"HTTP 8×32 base64 ({length}) vs Infinity", _ratio(run, k, "jinaserve", "infinity"), 1.5, k,
                 cpu=_cpu_ratio(run, k, "jinaserve", "infinity"))
-    for length in ("short", "long"):
-        k = f"{length}-8x32-b64"
-        if k in run.cells and "jinaserve-bf16" in run.cells[k]:
+        if "jinaserve-bf16" in run.cells.get(k, {}):
             add(f"HTTP 8×32 base64 ({length}) vs Infinity, jinaserve opt-in `--dtype bfloat16`",
                 _ratio(run, k, "jinaserve-bf16", "infinity"), 1.5, k,
                 cpu=_cpu_ratio(run, k, "jinaserve-bf16", "infinity"))

@@ -50,7 +50,12 @@ def _encode_all(tokenizer: Any, texts: list[str], add_special_tokens: bool, max_
         if len(texts) == 1:
             return [plain.encode(texts[0], add_special_tokens=add_special_tokens).ids]
         return [e.ids for e in plain.encode_batch(texts, add_special_tokens=add_special_tokens)]
-    return tokenizer(texts, add_special_tokens=add_special_tokens, truncation=True, max_length=max_tokens + 1,
+    return _encode_truncated(tokenizer, texts, add_special_tokens, max_tokens + 1)
+
+
+def _encode_truncated(tokenizer: Any, texts: list[str], add_special_tokens: bool, max_length: int) -> list[list[int]]:
+    """transformers' own call, cut to `max_length` tokens (special tokens included)."""
+    return tokenizer(texts, add_special_tokens=add_special_tokens, truncation=True, max_length=max_length,
                      padding=False, return_attention_mask=False, return_token_type_ids=False)["input_ids"]
 
 
@@ -67,9 +72,7 @@ def tokenize(tokenizer: Any, texts: Sequence[str], *, max_tokens: int, truncate:
             f"Input at index {i} is longer than the model's limit of {max_tokens} tokens; "
             f"send shorter text or set truncate=true")
     if over:
-        cut = tokenizer([texts[i] for i in over], add_special_tokens=add_special_tokens, truncation=True,
-                        max_length=max_tokens, padding=False, return_attention_mask=False,
-                        return_token_type_ids=False)["input_ids"]
+        cut = _encode_truncated(tokenizer, [texts[i] for i in over], add_special_tokens, max_tokens)
         for i, ids in zip(over, cut, strict=True):
             enc[i] = ids
     return [list(ids) for ids in enc]
