@@ -7,6 +7,7 @@ Tolerances (stated by the issue): per-vector cosine to the torch vector ≥ 0.99
 from __future__ import annotations
 
 import shutil
+from pathlib import Path
 
 import httpx
 import numpy as np
@@ -320,3 +321,25 @@ def test_v4_text_gguf_row_prefix_and_mean_pooling(gguf_models):
             ref.append(model(input_ids=ids).last_hidden_state[0].mean(0).numpy())
     assert _cos(got, np.stack(ref)).min() >= F16_MIN_COS, _cos(got, np.stack(ref))
     assert short.shape == (2, 8)
+
+
+def test_amx_cpus_load_without_extra_buffer_types(tmp_path: Path) -> None:
+    """llama.cpp's AMX repacked matmul crashes (SIGSEGV) on AMX CPUs: loads there switch repacking off."""
+    import llama_cpp.llama as llama_module
+
+    from jinaserve.runtimes.llamacpp_runtime import _extra_buffer_types, cpu_has_amx
+
+    amx = tmp_path / "amx"
+    amx.write_text("processor : 0\nflags\t\t: fpu avx2 avx512f amx_bf16 amx_tile amx_int8 arch_capabilities\n")
+    plain = tmp_path / "plain"
+    plain.write_text("processor : 0\nflags\t\t: fpu avx2 avx512f avx512_bf16\n")
+    assert cpu_has_amx(str(amx)) and not cpu_has_amx(str(plain))
+    assert not cpu_has_amx(str(tmp_path / "missing"))
+
+    low = llama_module.llama_cpp
+    assert low.llama_model_default_params().use_extra_bufts  # llama.cpp's default: repack
+    with _extra_buffer_types(low, True):
+        assert not low.llama_model_default_params().use_extra_bufts
+    assert low.llama_model_default_params().use_extra_bufts  # restored after the load
+    with _extra_buffer_types(low, False):
+        assert low.llama_model_default_params().use_extra_bufts

@@ -31,12 +31,13 @@ batcher exactly as for torch, and each engine batch is split into llama.cpp deco
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import fnmatch
 import logging
 import os
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import replace
 from pathlib import Path
 from types import SimpleNamespace
@@ -73,6 +74,54 @@ def require_llama_cpp() -> Any:
     if lcpp_log.level == logging.NOTSET:
         lcpp_log.setLevel(logging.ERROR)
     return llama_cpp
+
+
+def cpu_has_amx(cpuinfo: str = "/proc/cpuinfo") -> bool:
+    """True when the CPU reports Intel AMX int8 tiles (Sapphire Rapids and later)."""
+    try:
+        with open(cpuinfo, encoding="ascii", errors="replace") as fh:
+            for line in fh:
+                if line.startswith("flags"):
+                    return "amx_int8" in line.split()
+    except OSError:
+        pass
+    return False
+
+
+_PARAMS_LOCK = threading.Lock()
+
+
+@contextlib.contextmanager
+def _extra_buffer_types(llama_cpp: Any, disable: bool) -> Iterator[None]:
+    """Load a model with llama.cpp's extra buffer types (weight repacking: AMX, CPU_REPACK) switched off.
+
+    On CPUs with AMX, llama.cpp repacks quantised weights into its AMX buffer and its AMX matmul then
+    crashes the process (SIGSEGV in `ggml_backend_amx_mul_mat` on the first forward; llama.cpp issue
+    ggml-org/llama.cpp#20824, reproduced here with a Q8_0 MiniLM on a Xeon with amx_int8). llama-cpp-python
+    does not expose `use_extra_bufts` as an argument, so the default-parameters function it calls is wrapped
+    for the duration of this one load (under a lock: loads in other threads see the same switch).
+    """
+    if not disable:
+        yield
+        return
+    import llama_cpp.llama as llama_module
+
+    low = llama_module.llama_cpp
+    with _PARAMS_LOCK:
+        original = low.llama_model_default_params
+
+        def params_without_extra_bufts() -> Any:
+            params = original()
+            params.use_extra_bufts = False
+            return params
+
+        low.llama_model_default_params = params_without_extra_bufts
+        try:
+            log.info("CPU has AMX: llama.cpp weight repacking (extra buffer types) off, avoiding its AMX "
+                     "matmul crash (ggml-org/llama.cpp#20824)")
+            yield
+        finally:
+            low.llama_model_default_params = original
 
 
 def is_gguf_file(path: Path) -> bool:
@@ -159,10 +208,11 @@ class LlamaCppBackbone:
         n_ctx_train = int(self.metadata.get(f"{arch}.context_length") or DEFAULT_MAX_CTX)
         ctx = int(n_ctx or min(n_ctx_train, DEFAULT_MAX_CTX))
         batch = int(min(n_batch or ctx, ctx))
-        self.llama = Llama(model_path=str(self.path), embedding=True, n_ctx=ctx, n_batch=batch, n_ubatch=batch,
-                           n_threads=n_threads, n_threads_batch=n_threads,
-                           pooling_type=llama_cpp.LLAMA_POOLING_TYPE_NONE, flash_attn=flash_attn,
-                           verbose=False)
+        with _extra_buffer_types(llama_cpp, cpu_has_amx()):
+            self.llama = Llama(model_path=str(self.path), embedding=True, n_ctx=ctx, n_batch=batch,
+                               n_ubatch=batch, n_threads=n_threads, n_threads_batch=n_threads,
+                               pooling_type=llama_cpp.LLAMA_POOLING_TYPE_NONE, flash_attn=flash_attn,
+                               verbose=False)
         self._lib = llama_cpp
         self.n_ctx = int(self.llama.n_ctx())
         self.n_batch = int(self.llama.n_batch)
