@@ -77,6 +77,9 @@ class Settings(BaseSettings):
         default_factory=list, description="Origins allowed by CORS (empty = no CORS headers).")
     graceful_timeout_s: float = Field(default=30.0, description="On SIGTERM, how long in-flight requests may "
                                       "take to finish before the server exits.")
+    data_dir: str | None = Field(
+        default=None, description="Folder of the embedded store (SQLite database + files) for state that survives "
+        "a restart: batch jobs, trained classifiers. Default: the user's data folder (~/.local/share/jinaserve).")
     otel: bool = Field(default=False, description="OpenTelemetry tracing of HTTP requests (needs the otel extra).")
 
     # --- limits ---------------------------------------------------------------------------
