@@ -138,7 +138,7 @@ class JinaCLIPFamily(TextEmbeddingFamily):
     # ----------------------------------------------------------------- loading
     @classmethod
     def load(cls, spec: ModelSpec, folder: Path, opts: LoadOptions) -> JinaCLIPFamily:
-        from transformers import AutoTokenizer
+        from transformers import AutoTokenizer, PretrainedConfig
 
         from ..runtimes.torch_runtime import configure_threads, select_device, select_dtype
         from .jina_v3_layout import read_weight_files
@@ -180,7 +180,8 @@ class JinaCLIPFamily(TextEmbeddingFamily):
                                  f"image_size {vision.config.image_size}")
         text_head.to(device=device, dtype=dtype).eval()
         vision_head.to(device=device, dtype=dtype).eval()
-        tokenizer = AutoTokenizer.from_pretrained(str(folder))
+        # an empty config: `jina_clip` is not a transformers model type (loading it would ask for remote code)
+        tokenizer = AutoTokenizer.from_pretrained(str(folder), config=PretrainedConfig())
         max_pos = int(getattr(getattr(text_model, "config", None), "max_position_embeddings", 0) or 0)
         max_tokens = min(spec.max_tokens, max_pos - 2) if kind != "jinabert" and max_pos > 2 else spec.max_tokens
         spec = replace(spec, dims=dims, max_tokens=max_tokens)
