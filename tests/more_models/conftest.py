@@ -11,7 +11,15 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from mm_builders import Built, build_clip_v1, build_clip_v2, build_colbert_v1, build_colbert_v2, build_reranker_v1
+from mm_builders import (
+    Built,
+    build_clip_v1,
+    build_clip_v2,
+    build_colbert_v1,
+    build_colbert_v2,
+    build_reranker_v1,
+    load_service,
+)
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -50,14 +58,6 @@ def colbert_v2(mm_root: Path) -> Built:
 @pytest.fixture(scope="session")
 def reranker_v1(mm_root: Path) -> Built:
     return build_reranker_v1(mm_root / "ckpt-e")
-
-
-def load_service(folder: Path):
-    """A ModelService for an unnamed folder, exactly as `--models /path` resolves it."""
-    from jinaserve.config import Settings
-    from jinaserve.engine.registry import load_service as _load
-
-    return _load(str(folder), Settings(models=[str(folder)], device="cpu", threads=1, offline=True))
 
 
 @pytest.fixture(scope="session")

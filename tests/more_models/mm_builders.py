@@ -116,6 +116,14 @@ def _preprocessor(dst: Path) -> None:
         "resize_mode": "shortest", "size": VIS["image_size"], "std": [0.26862954, 0.26130258, 0.27577711]}))
 
 
+def load_service(folder: Path):
+    """A ModelService for an unnamed folder, exactly as `--models /path` resolves it."""
+    from jinaserve.config import Settings
+    from jinaserve.engine.registry import load_service as _load
+
+    return _load(str(folder), Settings(models=[str(folder)], device="cpu", threads=1, offline=True))
+
+
 def _save(dst: Path, tensors: dict[str, torch.Tensor], config: dict) -> None:
     from safetensors.torch import save_file
 

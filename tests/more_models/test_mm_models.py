@@ -13,7 +13,7 @@ import string
 import numpy as np
 import pytest
 import torch
-from mm_builders import CLIP_V2_PREFIX, TEXT_H, VIS
+from mm_builders import CLIP_V2_PREFIX, TEXT_H, VIS, load_service
 from mm_refs import clip_preprocess, eva_image_vector, jinabert_hidden, unit
 from PIL import Image
 from safetensors.torch import load_file
@@ -162,8 +162,6 @@ def test_clip_v1_flash_text_names_load_the_same_weights(clip_v1, tmp_path):
             out[f"text_model.transformer.encoder.layers.{i}.mixer.Wqkv.{leaf}"] = torch.cat(
                 [out.pop(f"{p}{m}.{leaf}") for m in ("query", "key", "value")])
     save_file(out, str(folder / "model.safetensors"))
-    from conftest import load_service
-
     svc = load_service(folder)
     try:
         text = strip(clip_v1.tensors, "text_model.transformer.")
