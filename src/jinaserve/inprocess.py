@@ -73,13 +73,16 @@ class Embedder(_InProcessModel):
         return out[0] if single else out
 
     def encode_multivector(self, texts: str | Sequence[str] | None = None, task: str | None = None,
-                           images: Any = None) -> list[np.ndarray]:
+                           images: Any = None, dimensions: int | None = None) -> list[np.ndarray]:
         """Per-token vectors (models with multi-vector output): one (tokens × dims) array per text, then
-        one per image (paths, URLs, base64 / data URIs, bytes or PIL images)."""
+        one per image (paths, URLs, base64 / data URIs, bytes or PIL images). ColBERT models: task
+        "retrieval.query" for queries, "retrieval.passage" (default) for documents; `dimensions` 64/96/128 where
+        the model has them (jina-colbert-v2)."""
         items = [EmbedInput(text=t) for t in ([texts] if isinstance(texts, str) else (texts or []))]
         if images is not None:
             items += [EmbedInput(image=i) for i in (images if isinstance(images, list | tuple) else [images])]
-        opts = EmbedOptions(task=task, truncate=True, return_multivector=True, in_process=True)
+        opts = EmbedOptions(task=task, dimensions=dimensions, truncate=True, return_multivector=True,
+                            in_process=True)
         return self._service.embed_sync(items, opts).vectors
 
     def _run(self, items: list[EmbedInput], task: str | None, dimensions: int | None, normalized: bool,
@@ -87,6 +90,8 @@ class Embedder(_InProcessModel):
         opts = EmbedOptions(task=task, dimensions=dimensions, normalized=normalized, truncate=truncate,
                             late_chunking=late_chunking, in_process=True)
         result = self._service.embed_sync(items, opts)
+        if any(v.ndim != 1 for v in result.vectors):
+            raise ValueError(f"{self.model_id} returns one vector per token; use encode_multivector()")
         if not result.vectors:
             return np.zeros((0, dimensions or (self.spec.dims or 0)), dtype=np.float32)
         return np.stack(result.vectors)

@@ -50,10 +50,6 @@ async def _embed(request: Request, body: EmbeddingsRequest, *, multivector: bool
     options = body.to_options(service.spec.task_names)
     if multivector:
         options.return_multivector = True
-    if options.return_multivector and options.dimensions is not None:
-        raise ValidationFailedError([FieldError("body -> dimensions",
-                                                "dimensions cannot be combined with return_multivector",
-                                                "value_error", options.dimensions)])
     result = await service.embed(inputs, options)
     request.state.inputs = len(inputs)
     request.state.tokens = result.total_tokens

@@ -16,6 +16,9 @@ FAMILIES: dict[str, str] = {
     "jina_v2": "jinaserve.models.jina_v2:JinaV2Family",
     "jina_reranker_v3": "jinaserve.models.jina_reranker_v3:JinaRerankerV3Family",
     "jina_reranker_m0": "jinaserve.models.jina_reranker_m0:JinaRerankerM0Family",
+    "jina_clip": "jinaserve.models.jina_clip:JinaCLIPFamily",
+    "jina_colbert": "jinaserve.models.jina_colbert:JinaColBERTFamily",
+    "jina_reranker_v1": "jinaserve.models.jina_reranker_v1:JinaRerankerV1Family",
     "gguf_text": "jinaserve.runtimes.gguf_family:GGUFTextFamily",
 }
 

@@ -102,6 +102,10 @@ def check_embed_options(spec: ModelSpec, options: EmbedOptions) -> None:
         errors.append(FieldError("body -> return_multivector",
                                  f"Model {spec.id!r} does not support return_multivector", "value_error",
                                  True))
+    if options.return_multivector and options.dimensions is not None:
+        # single-vector Matryoshka cut; late-interaction families with per-token dimensions handle it themselves
+        errors.append(FieldError("body -> dimensions", "dimensions cannot be combined with return_multivector",
+                                 "value_error", options.dimensions))
     if options.return_tokenized_input and not options.return_multivector:
         errors.append(FieldError("body -> return_tokenized_input", "return_tokenized_input requires "
                                  "return_multivector", "value_error", True))

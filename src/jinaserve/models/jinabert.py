@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -42,7 +43,6 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-_IGNORED_PREFIXES = ("pooler.", "cls.")
 _IGNORED_SUFFIXES = ("embeddings.position_ids", "embeddings.token_type_ids")
 
 
@@ -119,8 +119,8 @@ class _Embeddings(nn.Module):
         self.token_type_embeddings = nn.Embedding(cfg.type_vocab_size, cfg.hidden_size)
         self.LayerNorm = nn.LayerNorm(cfg.hidden_size, eps=cfg.layer_norm_eps)
 
-    def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
-        types = torch.zeros_like(input_ids)
+    def forward(self, input_ids: torch.Tensor, token_type_ids: torch.Tensor | None = None) -> torch.Tensor:
+        types = torch.zeros_like(input_ids) if token_type_ids is None else token_type_ids
         return self.LayerNorm(self.word_embeddings(input_ids) + self.token_type_embeddings(types))
 
 
@@ -244,8 +244,9 @@ class JinaBertModel(nn.Module):
         self.embeddings = _Embeddings(cfg)
         self.encoder = _Encoder(cfg)
 
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
-        x = self.embeddings(input_ids)
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
+                token_type_ids: torch.Tensor | None = None) -> torch.Tensor:
+        x = self.embeddings(input_ids, token_type_ids)
         bias = AlibiBias(self.config.num_attention_heads, input_ids.shape[1], attention_mask, x.dtype, x.device)
         for layer in self.encoder.layer:
             x = layer(x, bias)
@@ -256,12 +257,20 @@ class JinaBertModel(nn.Module):
     def from_folder(cls, folder: Path, *, dtype: torch.dtype = torch.float32,
                     device: str = "cpu") -> JinaBertModel:
         raw = json.loads((folder / "config.json").read_text())
-        state = _read_state_dict(folder)
+        backbone, _ = split_state(read_raw_state(folder))
+        return cls.from_state(raw, backbone, dtype=dtype, device=device, source=str(folder))
+
+    @classmethod
+    def from_state(cls, raw_config: dict[str, Any], state: dict[str, torch.Tensor], *,
+                   dtype: torch.dtype = torch.float32, device: str = "cpu",
+                   source: str = "checkpoint") -> JinaBertModel:
+        """A model holding `state` (backbone keys without a `bert.` prefix, see `split_state`)."""
+        state = map_flash_names(state)
         qk = any(".mlp.up_gated_layer." in k for k in state)
-        model = cls(JinaBertConfig.from_dict(raw, qk_post_norm=qk))
+        model = cls(JinaBertConfig.from_dict(raw_config, qk_post_norm=qk))
         missing, unexpected = model.load_state_dict(state, strict=False)
         if missing or unexpected:
-            raise ValueError(f"{folder} does not match the JinaBERT layout "
+            raise ValueError(f"{source} does not match the JinaBERT layout "
                              f"({'qk-post-norm' if qk else 'jina-bert-implementation'}): "
                              f"missing {missing[:5]}, unexpected {unexpected[:5]}")
         model.to(device=device, dtype=dtype).eval()
@@ -270,22 +279,63 @@ class JinaBertModel(nn.Module):
         return model
 
 
-def _read_state_dict(folder: Path) -> dict[str, torch.Tensor]:
+def read_raw_state(folder: Path) -> dict[str, torch.Tensor]:
+    """Every tensor of a checkpoint folder (safetensors shards, else pytorch_model.bin), keys as stored."""
     files = sorted(folder.glob("*.safetensors"))
-    state: dict[str, torch.Tensor] = {}
     if files:
         from safetensors.torch import load_file
 
+        state: dict[str, torch.Tensor] = {}
         for f in files:
             state.update(load_file(str(f)))
-    elif (folder / "pytorch_model.bin").is_file():
-        state = torch.load(str(folder / "pytorch_model.bin"), map_location="cpu", weights_only=True)
-    else:
-        raise FileNotFoundError(f"{folder} holds no model.safetensors or pytorch_model.bin")
+        return state
+    if (folder / "pytorch_model.bin").is_file():
+        return torch.load(str(folder / "pytorch_model.bin"), map_location="cpu", weights_only=True)
+    raise FileNotFoundError(f"{folder} holds no model.safetensors or pytorch_model.bin")
+
+
+def split_state(state: dict[str, torch.Tensor], prefix: str = "bert."
+                ) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+    """(backbone tensors with `prefix` removed, everything else: heads such as `bert.pooler.dense`,
+    `classifier`, ColBERT's `linear`). Position/token-type id buffers are dropped."""
+    backbone: dict[str, torch.Tensor] = {}
+    extras: dict[str, torch.Tensor] = {}
+    for key, value in state.items():
+        k = key.removeprefix(prefix)
+        if k.endswith(_IGNORED_SUFFIXES):
+            continue
+        if k.startswith(("embeddings.", "encoder.", "emb_ln.")):
+            backbone[k] = value
+        else:
+            extras[key] = value
+    return backbone, extras
+
+
+# Flash-attention BERT names (fused Wqkv, `emb_ln`, `encoder.layers.N.mixer`, `norm1`) → the names above. Used for
+# checkpoints saved by the flash variant of the JinaBERT remote code (jina-clip-v1's text tower); the MLP keeps its
+# `mlp.gated_layers / mlp.wo / mlp.layernorm` names. Anything else is left as is and fails the strict load.
+_FLASH_LAYER = re.compile(r"^encoder\.layers\.(\d+)\.(.+)$")
+_FLASH_RENAMES = {"mixer.out_proj": "attention.output.dense", "norm1": "attention.output.LayerNorm"}
+
+
+def map_flash_names(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    if not any(k.startswith(("emb_ln.", "encoder.layers.")) for k in state):
+        return state
     out: dict[str, torch.Tensor] = {}
     for key, value in state.items():
-        k = key.removeprefix("bert.")
-        if k.startswith(_IGNORED_PREFIXES) or k.endswith(_IGNORED_SUFFIXES):
+        if key.startswith("emb_ln."):
+            out["embeddings.LayerNorm." + key.rsplit(".", 1)[1]] = value
             continue
-        out[k] = value
+        m = _FLASH_LAYER.match(key)
+        if m is None:
+            out[key] = value
+            continue
+        layer, rest = m.groups()
+        module, _, leaf = rest.rpartition(".")
+        base = f"encoder.layer.{layer}."
+        if module == "mixer.Wqkv":
+            for name, part in zip(("query", "key", "value"), value.chunk(3, dim=0), strict=True):
+                out[f"{base}attention.self.{name}.{leaf}"] = part.contiguous()
+        else:
+            out[base + _FLASH_RENAMES.get(module, module) + "." + leaf] = value
     return out

@@ -46,7 +46,8 @@ def detect_spec(folder: Path, served_id: str, repo: str | None = None) -> ModelS
     config = json.loads(config_file.read_text())
     archs = config.get("architectures") or []
     for row in CATALOG.values():  # model-specific architectures (e.g. JinaForRanking) name their row
-        if set(archs) & set(row.extra.get("detect_architectures", ())):
+        if set(archs) & set(row.extra.get("detect_architectures", ())) and _config_matches(
+                config, row.extra.get("detect_config") or {}):
             return replace(row, id=served_id, hf_repo=repo or row.hf_repo)
     max_pos = int(config.get("max_position_embeddings", 512) or 512)
     if any(a.endswith("ForSequenceClassification") for a in archs) and not (folder / "modules.json").is_file():
@@ -55,6 +56,19 @@ def detect_spec(folder: Path, served_id: str, repo: str | None = None) -> ModelS
     return ModelSpec(id=served_id, family="sentence_transformer", kind="embedding", hf_repo=repo,
                      pooling="mean", dims=config.get("hidden_size"), max_tokens=min(max_pos, 8192),
                      description="bi-encoder (detected)")
+
+
+def _config_matches(config: dict, conditions: dict[str, list]) -> bool:
+    """`extra["detect_config"]`: every dotted config key (e.g. `text_config.hf_model_name_or_path`) must hold one of
+    the listed values. Tells apart rows whose checkpoints share an architecture name (jina-clip v1 / v2: both
+    `JinaCLIPModel`; jina-colbert v1 / v2: both `HF_ColBERT`)."""
+    for dotted, allowed in conditions.items():
+        value: object = config
+        for part in dotted.split("."):
+            value = value.get(part) if isinstance(value, dict) else None
+        if value not in allowed:
+            return False
+    return True
 
 
 def resolve(arg: str) -> ModelRef:

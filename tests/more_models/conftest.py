@@ -1,0 +1,70 @@
+"""Fixtures: tiny jina-clip / jina-colbert / jina-reranker-v1 checkpoints in the published layouts, each in a
+neutrally named folder (`ckpt-*`), so recognition from the files alone is exercised everywhere."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from mm_builders import (
+    Built,
+    build_clip_v1,
+    build_clip_v2,
+    build_colbert_v1,
+    build_colbert_v2,
+    build_reranker_v1,
+    load_service,
+)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="session")
+def mm_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("more-models")
+
+
+@pytest.fixture(scope="session")
+def clip_v1(mm_root: Path) -> Built:
+    return build_clip_v1(mm_root / "ckpt-a")
+
+
+@pytest.fixture(scope="session")
+def clip_v2(mm_root: Path) -> Built:
+    return build_clip_v2(mm_root / "ckpt-b")
+
+
+@pytest.fixture(scope="session")
+def colbert_v1(mm_root: Path) -> Built:
+    return build_colbert_v1(mm_root / "ckpt-c")
+
+
+@pytest.fixture(scope="session")
+def colbert_v2(mm_root: Path) -> Built:
+    return build_colbert_v2(mm_root / "ckpt-d")
+
+
+@pytest.fixture(scope="session")
+def reranker_v1(mm_root: Path) -> Built:
+    return build_reranker_v1(mm_root / "ckpt-e")
+
+
+@pytest.fixture(scope="session")
+def services(clip_v1, clip_v2, colbert_v1, colbert_v2, reranker_v1):
+    out = {name: load_service(b.folder) for name, b in (("clip_v1", clip_v1), ("clip_v2", clip_v2),
+                                                          ("colbert_v1", colbert_v1), ("colbert_v2", colbert_v2),
+                                                          ("reranker_v1", reranker_v1))}
+    yield out
+    for svc in out.values():
+        svc.close()
