@@ -12,6 +12,7 @@ import json
 import os
 import subprocess
 import sys
+from dataclasses import dataclass
 
 import httpx
 import numpy as np
@@ -31,18 +32,32 @@ ENV = {"HF_HUB_OFFLINE": "1", "HAYSTACK_TELEMETRY_ENABLED": "False", "ANONYMIZED
        "LITELLM_LOCAL_MODEL_COST_MAP": "True", "TOKENIZERS_PARALLELISM": "false"}
 
 
-# What each recipe must define (checked against the server's own answers below).
-NAMES = {
-    "openai_sdk.py": ["vectors"],
-    "langchain_jina.py": ["vectors", "query_vector", "ranking"],
-    "langchain_openai_embeddings.py": ["vectors", "query_vector"],
-    "llamaindex_jina.py": ["vectors", "query_vector", "ranking"],
-    "llamaindex_openai.py": ["vectors", "query_vector"],
-    "haystack_jina.py": ["query_vector", "vectors", "ranking"],
-    "haystack_openai.py": ["query_vector", "vectors"],
-    "litellm_jina.py": ["vectors", "ranking"],
-    "chroma_jina.py": ["hits"],
+@dataclass(frozen=True)
+class Expect:
+    """What a recipe defines: `vectors` of `texts` (with `dimensions`), maybe `query_vector` of QUERY and
+    `ranking` of THREE for QUERY, top 2, as [(text or index, score)]."""
+
+    texts: list[str]
+    dimensions: int | None = None
+    query: bool = True
+    ranking: str | None = None  # "text" or "index": how the recipe names a ranked document
+
+    @property
+    def names(self) -> list[str]:
+        return ["vectors", *(["query_vector"] if self.query else []), *(["ranking"] if self.ranking else [])]
+
+
+EXPECT = {
+    "openai_sdk.py": Expect(TWO, 256, query=False),
+    "langchain_jina.py": Expect(TWO, ranking="text"),
+    "langchain_openai_embeddings.py": Expect(TWO, 256),
+    "llamaindex_jina.py": Expect(TWO, ranking="text"),
+    "llamaindex_openai.py": Expect(TWO),
+    "haystack_jina.py": Expect(THREE, ranking="text"),
+    "haystack_openai.py": Expect(TWO, 256),
+    "litellm_jina.py": Expect(TWO, 256, query=False, ranking="index"),
 }
+NAMES = {**{title: e.names for title, e in EXPECT.items()}, "chroma_jina.py": ["hits"]}
 
 # Runs each recipe file as `python FILE` would (runpy, __name__ == "__main__") in one child process, so the
 # interpreter start and the imports the libraries share are paid once; a failing recipe fails only its test.
@@ -100,54 +115,15 @@ def test_every_recipe_is_tested():
     assert set(RECIPES) == {*NAMES, "Kibana Dev Tools"}
 
 
-def test_openai_sdk(recipe_results, direct):
-    out = result(recipe_results, "openai_sdk.py")
-    close(out["vectors"], direct.embed(TWO, dimensions=256))
-
-
-def test_langchain_jina(recipe_results, direct):
-    out = result(recipe_results, "langchain_jina.py")
-    close(out["vectors"], direct.embed(TWO))
-    close(out["query_vector"], direct.embed([QUERY])[0])
-    same_ranking(out["ranking"], direct.rerank(QUERY, THREE, top_n=2), THREE)
-
-
-def test_langchain_openai(recipe_results, direct):
-    out = result(recipe_results, "langchain_openai_embeddings.py")
-    close(out["vectors"], direct.embed(TWO, dimensions=256))
-    close(out["query_vector"], direct.embed([QUERY], dimensions=256)[0])
-
-
-def test_llamaindex_jina(recipe_results, direct):
-    out = result(recipe_results, "llamaindex_jina.py")
-    close(out["vectors"], direct.embed(TWO))
-    close(out["query_vector"], direct.embed([QUERY])[0])
-    same_ranking(out["ranking"], direct.rerank(QUERY, THREE, top_n=2), THREE)
-
-
-def test_llamaindex_openai(recipe_results, direct):
-    out = result(recipe_results, "llamaindex_openai.py")
-    close(out["vectors"], direct.embed(TWO))
-    close(out["query_vector"], direct.embed([QUERY])[0])
-
-
-def test_haystack_jina(recipe_results, direct):
-    out = result(recipe_results, "haystack_jina.py")
-    close(out["query_vector"], direct.embed([QUERY])[0])
-    close(out["vectors"], direct.embed(THREE))
-    same_ranking(out["ranking"], direct.rerank(QUERY, THREE, top_n=2), THREE)
-
-
-def test_haystack_openai(recipe_results, direct):
-    out = result(recipe_results, "haystack_openai.py")
-    close(out["query_vector"], direct.embed([QUERY], dimensions=256)[0])
-    close(out["vectors"], direct.embed(TWO, dimensions=256))
-
-
-def test_litellm(recipe_results, direct):
-    out = result(recipe_results, "litellm_jina.py")
-    close(out["vectors"], direct.embed(TWO, dimensions=256))
-    same_ranking(out["ranking"], direct.rerank(QUERY, THREE, top_n=2))
+@pytest.mark.parametrize("title", list(EXPECT))
+def test_recipe(recipe_results, direct, title):
+    expect, out = EXPECT[title], result(recipe_results, title)
+    fields = {"dimensions": expect.dimensions} if expect.dimensions else {}
+    close(out["vectors"], direct.embed(expect.texts, **fields))
+    if expect.query:
+        close(out["query_vector"], direct.embed([QUERY], **fields)[0])
+    if expect.ranking:
+        same_ranking(out["ranking"], direct.rerank(QUERY, THREE, top_n=2), THREE if expect.ranking == "text" else None)
 
 
 def test_chroma(recipe_results, direct):
