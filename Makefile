@@ -1,4 +1,6 @@
 # Two set-up commands for a fresh machine: `make run` and `make test`.
+# Docs: `make docs` (build into build/site), `make docs-serve` (live preview), `make docs-gen` (regenerate
+# the reference tables from the code: settings, CLI, catalog, endpoints; run it after changing any of them).
 PY ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
@@ -7,7 +9,7 @@ PORT ?= 8080
 # The CPU wheel of torch available on these machines; installed first so nothing pulls a CUDA build.
 TORCH_SPEC ?= torch==2.13.0
 
-.PHONY: run test venv dev lint bench bench-quick clean
+.PHONY: run test venv dev lint bench bench-quick clean docs docs-serve docs-gen
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -28,8 +30,19 @@ dev: $(VENV)/.installed-dev
 run: $(VENV)/.installed
 	$(BIN)/jinaserve serve --host $(HOST) --port $(PORT)
 
+# The documentation is built first (--strict: a broken link or anchor fails), then the test suite.
 test: $(VENV)/.installed-dev
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet
 	$(BIN)/python -m pytest -q
+
+docs: $(VENV)/.installed-dev
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
+
+docs-serve: $(VENV)/.installed-dev
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs serve
+
+docs-gen: $(VENV)/.installed
+	$(BIN)/python -m jinaserve.docs_gen
 
 lint: $(VENV)/.installed-dev
 	$(BIN)/ruff check src tests benchmarks examples

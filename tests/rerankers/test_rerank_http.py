@@ -3,7 +3,7 @@
 Two kinds of client: the real client libraries LangChain `JinaRerank` (`langchain-community`: null
 top_n, documents as objects) and Milvus `JinaRerankFunction` (`pymilvus-model`: hard-coded
 jina-reranker-v2-base-multilingual, reads `document.text`), pointed at the test server by patching
-their module URL constants as research/clients.md describes; and the bodies of clients too heavy to
+their module URL constants as docs/clients.md describes; and the bodies of clients too heavy to
 install here, replayed with httpx: LlamaIndex, LibreChat (hard-coded v2 name, needs nonzero scores),
 Open WebUI (top_n = len(documents))."""
 

@@ -32,7 +32,7 @@ SYSTEM = ("You are a search relevance expert who can determine a ranking of the 
 
 
 def template(query: str, docs: list[str], instruction: str | None = None) -> str:
-    """§6.2 of research/jina-api.md, transcribed literally."""
+    """docs/reference/hosted-api.md, "jina-reranker-v3 prompt and scoring", transcribed literally."""
     s = "<|im_start|>system\n" + SYSTEM + "<|im_end|>\n"
     s += "<|im_start|>user\n"
     s += (f"I will provide you with {len(docs)} passages, each indicated by a numerical identifier. "

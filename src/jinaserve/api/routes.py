@@ -86,12 +86,14 @@ def _card(service) -> dict:
 
 @router.get("/v1/models", dependencies=[Depends(check_api_key)], tags=["models"])
 async def list_models(request: Request) -> Response:
+    """The served models, in OpenAI's list shape (plus kind, tasks, dimensions, max tokens, licence)."""
     data = [_card(s) for s in _registry(request).services.values()]
     return JSONBytes(dumps({"object": "list", "data": data}))
 
 
 @router.get("/v1/models/{model_id:path}", dependencies=[Depends(check_api_key)], tags=["models"])
 async def get_model(request: Request, model_id: str) -> Response:
+    """One served model, by served name, catalog id, repo id or alias."""
     service = _registry(request).get(model_id, "embedding")
     return JSONBytes(dumps(_card(service)))
 
@@ -100,12 +102,14 @@ async def get_model(request: Request, model_id: str) -> Response:
 @router.get("/healthz", tags=["health"])
 @router.get("/live", include_in_schema=False)
 async def health() -> Response:
+    """Liveness: `{"status": "ok"}` as soon as the process answers."""
     return JSONBytes(dumps({"status": "ok"}))
 
 
 @router.get("/readyz", tags=["health"])
 @router.get("/ready", include_in_schema=False)
 async def ready(request: Request) -> Response:
+    """Readiness: 200 when every model is loaded, else 503 naming those that are not."""
     registry = _registry(request)
     statuses = registry.status()
     models = {s.served_id or s.name: {"state": s.state, **({"error": s.error} if s.error else {})}
@@ -121,4 +125,5 @@ async def ready(request: Request) -> Response:
 
 @router.get("/metrics", tags=["health"])
 async def prometheus_metrics() -> Response:
+    """Prometheus metrics (text format)."""
     return Response(generate_latest(metrics.REGISTRY), media_type=CONTENT_TYPE_LATEST)

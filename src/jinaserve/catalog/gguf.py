@@ -7,7 +7,8 @@ exist only as GGUF (jina-embeddings-v4-text-*: v4's language model with one task
 File names follow Jina's repos, `<repo name without -GGUF>-<QUANT>.gguf` (e.g.
 `jina-reranker-v3-Q8_0.gguf`, `jina-embeddings-v4-text-code-Q8_0.gguf`); they are stored as glob
 patterns (`*-Q8_0.gguf`), so `jinaserve pull --quant` downloads exactly that one file and a renamed
-upload still matches. Sources: research/jina-api.md §8.1, the repos' file listings and cards.
+upload still matches. Sources: docs/reference/hosted-api.md
+"GGUF files and llama.cpp", the repos' file listings and cards.
 """
 
 from __future__ import annotations

@@ -1,9 +1,10 @@
 """Jina text embedding models other than v3: v5-text (small, nano, per-task merged repos),
 code-embeddings (0.5b, 1.5b) and v2 (JinaBERT).
 
-Facts: research/jina-api.md §2.1 (hosted request fields), §2.3 (default tasks), §6 (catalogue),
-§6.1 (prefixes, pooling). `extra["adapter_mode"]` is the measured choice between merged per-task
-weights and runtime LoRA (benchmarks/lora_vs_merged.py, README "Text models").
+Facts: docs/reference/hosted-api.md, sections "Embeddings request fields per model", "Embeddings
+behaviour" (default tasks), "Model catalogue", "Per-model mechanics" (prefixes, pooling).
+`extra["adapter_mode"]` is the measured choice between merged per-task weights and runtime LoRA
+(benchmarks/lora_vs_merged.py, docs/models/jina-text.md).
 """
 
 from __future__ import annotations

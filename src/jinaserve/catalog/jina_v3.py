@@ -1,6 +1,7 @@
 """jina-embeddings-v3: XLM-RoBERTa + RoPE with five task LoRA adapters (served natively, no remote code).
 
-Facts (research/jina-api.md §2, §6.1; HF model cards):
+Facts (docs/reference/hosted-api.md: "Embeddings request fields per model", "Per-model mechanics"; HF model
+cards):
 - `adapter` is the sub-folder of the task's PEFT adapter in `jinaai/jina-embeddings-v3-hf`; the original
   remote-code checkpoint (`jinaai/jina-embeddings-v3`) keeps all five stacked in the main weights, indexed by
   the position of the task in its `lora_adaptations` config list (mapped in `models/jina_v3_layout.py`).

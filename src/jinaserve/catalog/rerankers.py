@@ -1,4 +1,5 @@
-"""Rows for Jina's rerankers (facts: research/jina-api.md §3, §6.1, §6.2).
+"""Rows for Jina's rerankers (facts: docs/reference/hosted-api.md, sections "Rerank", "Per-model mechanics",
+"jina-reranker-v3 prompt and scoring").
 
 Score ranges: jina-reranker-v3 gives a cosine similarity in [-1, 1]; v2 and m0 give a sigmoid
 probability in (0, 1).

@@ -1,4 +1,5 @@
-"""jina-reranker-m0: a pointwise reranker on a Qwen2-VL-2B backbone (research/jina-api.md §6.1).
+"""jina-reranker-m0: a pointwise reranker on a Qwen2-VL-2B backbone (docs/reference/hosted-api.md,
+"Per-model mechanics").
 
 Prompt: "**Document**:\\n{doc}\\n**Query**:\\n{query}" followed by the score token (id 100); score =
 sigmoid(MLP(h_last) − 2.65) where h_last is the final (normed) hidden state of that last token and the MLP

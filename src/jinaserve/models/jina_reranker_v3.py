@@ -1,4 +1,5 @@
-"""jina-reranker-v3: listwise "last but not late" reranking (research/jina-api.md §6.2).
+"""jina-reranker-v3: listwise "last but not late" reranking (docs/reference/hosted-api.md,
+"jina-reranker-v3 prompt and scoring").
 
 One prompt holds the query and a block of documents. Each document ends with `<|embed_token|>`, the
 query (repeated at the end) with `<|rerank_token|>`. The last-layer hidden states at those positions go

@@ -8,8 +8,9 @@
   `merged` (default) builds W + B·A·α/r for a task on its first use and keeps it, so a forward pass costs
   exactly the base model's (memory: one copy of the encoder's Linear weights per task used, 1.1 GiB fp32 /
   0.56 GiB bf16); `runtime` keeps only the rank-4 factors and adds x·Aᵀ·Bᵀ per call (≈7 MiB per task, slower;
-  measured in `benchmarks/v3_adapters.py`, numbers in the README). The two embedding tables always apply their LoRA at
-  runtime as a gather of r=4 columns: merging them would copy the 250k×1024 vocabulary per task.
+  measured in `benchmarks/v3_adapters.py`, see docs/models/jina-embeddings-v3.md). The two embedding tables
+  always apply their LoRA at runtime as a gather of r=4 columns: merging them would copy the 250k×1024
+  vocabulary per task.
   `JINASERVE_V3_ADAPTERS=merged|runtime` picks the strategy. In merged mode the first request of a task pays
   the merge (measured in the benchmark); `JINASERVE_V3_PREMERGE=all` or a comma list of tasks merges them at
   load time instead, so no request waits for it.

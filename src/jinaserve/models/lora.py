@@ -8,7 +8,7 @@
   per forward, and switching task is `set_adapter`. Memory: base weights + the small A/B matrices.
 
 Which one a model uses is a catalog fact (`extra["adapter_mode"]`), chosen from measurements (see
-`benchmarks/lora_vs_merged.py` and the README): `merged` (fastest), `lora` (smallest), or `auto`:
+`benchmarks/lora_vs_merged.py` and docs/models/jina-text.md): `merged` (fastest), `lora` (smallest), or `auto`:
 merged when the extra copies fit in half of the free memory of the device, else runtime LoRA.
 
 The batcher never mixes items of different groups (tasks) in one batch, so a batch has one task and

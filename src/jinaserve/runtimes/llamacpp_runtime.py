@@ -67,7 +67,7 @@ def require_llama_cpp() -> Any:
     except ImportError as exc:
         raise LlamaCppUnavailableError(
             "the llamacpp runtime needs llama-cpp-python: pip install 'jinaserve[gguf]' (it compiles llama.cpp from "
-            "source: ~20 minutes on a 2-core machine; see the README section 'GGUF models through llama.cpp')"
+            "source, which takes many minutes on a small machine; see docs/gguf.md)"
         ) from exc
     # llama.cpp's own log lines go through the "llama-cpp-python" logger: errors only unless set otherwise
     lcpp_log = logging.getLogger("llama-cpp-python")
