@@ -123,6 +123,7 @@ def test_text_only_model_refuses_images_naming_the_model(cls_server):
     ({"input": "x", "labels": ["a"], "classifier_id": "c"}, 422, "INPUT_VALIDATION_FAILED", "not both"),
     ({"labels": ["a", "b"]}, 422, "INPUT_VALIDATION_FAILED", "input"),
     ({"model": "no-such-model", "input": "x", "labels": ["a"]}, 400, "INPUT_MODEL_NOT_FOUND", "no-such-model"),
+    ({"input": "x", "classifier_id": "c" * 100_000}, 404, "RESOURCE_NOT_FOUND", "not found or access denied"),
 ])
 def test_errors_name_the_limit_in_the_hosted_shape(cls_server, body, status, code, needle):
     r = classify(cls_server, {"model": MINILM, **body})
@@ -130,6 +131,7 @@ def test_errors_name_the_limit_in_the_hosted_shape(cls_server, body, status, cod
     err = r.json()
     assert err["code"] == code == err["error"]["code"] and needle in err["detail"]
     assert isinstance(err["detail"], str) and err["request_id"]
+    assert len(r.content) < 2000  # short, whatever the request sent
 
 
 def test_label_embeddings_are_computed_once_per_model_task_and_label(cls_server):

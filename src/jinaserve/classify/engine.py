@@ -265,5 +265,6 @@ def _check_dims(record: ClassifierRecord | None, x: np.ndarray) -> None:
 
 
 def _not_found(classifier_id: str) -> NotFoundError:
-    return NotFoundError(f"Classifier '{classifier_id}' not found or access denied. List yours with "
+    shown = classifier_id if len(classifier_id) <= 100 else classifier_id[:100] + "..."
+    return NotFoundError(f"Classifier '{shown}' not found or access denied. List yours with "
                          f"GET /v1/classifiers; train one with POST /v1/train.")
