@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import uuid
 from datetime import UTC, datetime
@@ -22,6 +23,7 @@ from .responses import JSONBytes, dumps
 
 router = APIRouter(dependencies=[Depends(check_api_key)], tags=["classification"])
 DEFAULT_NUM_ITERS = 10  # hosted default
+INLINE_MAX_SCORES = 2048  # (input, label) scores serialised on the event loop; bigger bodies in a thread
 
 
 def classify_engine(request: Request) -> ClassifyEngine:
@@ -78,7 +80,12 @@ async def classify(request: Request, body: ClassifyRequest) -> Response:
     request.state.model = result.model
     request.state.inputs = len(inputs)
     request.state.tokens = result.total_tokens
-    return JSONBytes(dumps({"usage": {"total_tokens": result.total_tokens}, "data": result.items()}))
+
+    def body() -> bytes:
+        return dumps({"usage": {"total_tokens": result.total_tokens}, "data": result.items()})
+
+    # 512 inputs × 512 labels is 262,144 {label, score} objects (~12 MB): built off the event loop
+    return JSONBytes(body() if result.size <= INLINE_MAX_SCORES else await asyncio.to_thread(body))
 
 
 @router.post("/v1/train", summary="Train a few-shot classifier, or keep training one (classifier_id)")

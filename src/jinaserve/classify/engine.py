@@ -66,6 +66,11 @@ class ClassifyResult:
     total_tokens: int
     model: str  # the served model that embedded the inputs
 
+    @property
+    def size(self) -> int:
+        """(input, label) scores in the result."""
+        return sum(scores.size for _, _, scores in self.groups)
+
     def items(self) -> list[dict[str, Any]]:
         """One `{object, index, prediction, score, predictions}` per input, as the hosted API answers
         (dicts keyed by group name for grouped labels; predictions in label order)."""
@@ -125,10 +130,13 @@ class ClassifyEngine:
         (x, input_tokens), label_vectors = await asyncio.gather(
             self._embed(service, inputs, input_task), self.labels.get_many(keys, compute))
         by_label = dict(zip(unique, label_vectors, strict=True))
-        groups = []
-        for name, group in labels.groups:
-            matrix = np.stack([by_label[label].vector for label in group])
-            groups.append((name, list(group), softmax(cosine_similarity(x, matrix).astype(np.float64))))
+
+        def score() -> list[tuple[str | None, list[str], np.ndarray]]:
+            return [(name, list(group), softmax(cosine_similarity(
+                x, np.stack([by_label[label].vector for label in group])).astype(np.float64)))
+                for name, group in labels.groups]
+
+        groups = await _off_loop(score, x.shape[0] * len(unique) * x.shape[1])
         return ClassifyResult(groups, input_tokens + sum(v.n_tokens for v in label_vectors), service.id)
 
     # ------------------------------------------------------------------ few-shot
@@ -201,7 +209,7 @@ class ClassifyEngine:
         x, tokens = await self._embed(service, inputs, record.input_task)
         _check_dims(record, x)
         clf = SoftmaxClassifier.from_bytes(record.labels, record.state or b"")
-        probs = clf.predict_proba(x)
+        probs = await _off_loop(lambda: clf.predict_proba(x), x.shape[0] * len(clf.labels) * x.shape[1])
         await asyncio.to_thread(store.mark_used, record.id, time.time())
         return ClassifyResult([(None, list(clf.labels), probs)], tokens, service.id)
 
@@ -254,6 +262,13 @@ class ClassifyEngine:
         if resolve is None:
             raise InvalidInputError(f"Classifier '{record.id}' uses model {record.model!r}, which is not available")
         return resolve(record.model)
+
+
+INLINE_MAX_OPS = 2_000_000  # multiply-adds done on the event loop itself (~1 ms); more goes to a thread
+
+
+async def _off_loop(fn: Callable[[], Any], ops: int) -> Any:
+    return fn() if ops <= INLINE_MAX_OPS else await asyncio.to_thread(fn)
 
 
 def _check_dims(record: ClassifierRecord | None, x: np.ndarray) -> None:
