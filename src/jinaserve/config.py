@@ -89,6 +89,14 @@ class Settings(BaseSettings):
     max_input_chars: int = Field(default=1_000_000, description="Longest text input / document in characters "
                                  "(422); the token limit is the model's own (400 with truncate=false).")
 
+    # --- classification (/v1/classify, /v1/train; see docs/classify.md) ---------------------
+    classify_label_cache_mb: float = Field(
+        default=64.0, ge=0, description="Memory for cached label embeddings of zero-shot /v1/classify, per "
+        "(model, task, label), least recently used dropped first; 0 = no cache.")
+    max_classifiers: int = Field(
+        default=1000, ge=1, description="Most trained classifiers (/v1/train) each API key (or, without keys, "
+        "the server) may keep in the store; beyond it /v1/train answers 403 until one is deleted.")
+
     # --- image inputs (multimodal models; see jinaserve.images) -----------------------------
     image_max_bytes: int = Field(default=8 * 1024 * 1024, description="Largest accepted image (bytes).")
     image_connect_timeout_s: float = Field(default=5.0, description="Image URL download: connect timeout.")

@@ -81,6 +81,42 @@ class ValidationFailedError(JinaServeError):
         self.errors = errors
 
 
+class LabelLimitError(ValidationFailedError):
+    """Too many labels or classes: a 422 validation error under the hosted API's label-limit code."""
+
+    code = "INPUT_LABEL_LIMIT_EXCEEDED"
+
+
+class InvalidLabelsError(InvalidInputError):
+    """Training labels that cannot make a classifier (e.g. a new classifier with only one label)."""
+
+    code = "INPUT_INVALID_LABELS"
+
+
+class NotFoundError(JinaServeError):
+    """A stored resource (a trained classifier, a batch job) that does not exist or is not the caller's."""
+
+    status = 404
+    code = "RESOURCE_NOT_FOUND"
+    error_type = "invalid_request_error"
+
+
+class ConflictError(JinaServeError):
+    """The resource was changed by another request meanwhile; the client should retry."""
+
+    status = 409
+    code = "CONFLICT_RESOURCE_BUSY"
+    error_type = "invalid_request_error"
+
+
+class ResourceLimitError(JinaServeError):
+    """A configured cap on stored resources (e.g. `max_classifiers`) is reached."""
+
+    status = 403
+    code = "AUTHZ_RESOURCE_LIMIT_EXCEEDED"
+    error_type = "invalid_request_error"
+
+
 class AuthError(JinaServeError):
     status = 401
     code = "AUTH_INVALID_API_KEY"

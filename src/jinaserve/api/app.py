@@ -15,6 +15,7 @@ from .. import __version__
 from ..config import Settings
 from ..engine.registry import ModelRegistry, default_model_args
 from . import errors
+from .classify import router as classify_router
 from .middleware import RequestContextMiddleware
 from .routes import router
 
@@ -57,6 +58,7 @@ def create_app(settings: Settings, registry: ModelRegistry | None = None, *,
     app.state.shutting_down = False
     errors.install(app)
     app.include_router(router)
+    app.include_router(classify_router)
     if settings.cors_origins:
         app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["*"],
                            allow_headers=["*"])

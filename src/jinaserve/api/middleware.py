@@ -22,7 +22,8 @@ from .errors import error_response
 access_log = logging.getLogger("jinaserve.access")
 log = logging.getLogger("jinaserve.middleware")
 
-_OBSERVED_PATHS = {"/v1/embeddings", "/embeddings", "/v1/rerank", "/rerank", "/v1/multi-vector"}
+_OBSERVED_PATHS = {"/v1/embeddings", "/embeddings", "/v1/rerank", "/rerank", "/v1/multi-vector", "/v1/classify",
+                   "/v1/train"}
 
 
 class _BodyTooLarge(Exception):

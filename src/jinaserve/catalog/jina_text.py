@@ -40,7 +40,9 @@ def _v5_rows() -> list[ModelSpec]:
     rows: list[ModelSpec] = []
     for size, (backbone, dims, mrl, max_tokens, params, mode, desc) in V5_SIZES.items():
         base_id = f"jina-embeddings-v5-text-{size}"
-        extra = {"backbone": backbone, "padding_side": "right", "adapter_mode": mode}
+        extra = {"backbone": backbone, "padding_side": "right", "adapter_mode": mode,
+                 # /v1/classify: inputs and labels through the classification LoRA (docs/classify.md)
+                 "classify_input_task": "classification", "classify_label_task": "classification"}
         rows.append(ModelSpec(
             id=base_id, family="jina_v5", kind="embedding", hf_repo=f"jinaai/{base_id}",
             tasks=_v5_tasks({t: t for t in V5_TASKS}), default_task="text-matching", pooling="last",
@@ -84,7 +86,9 @@ def _code_rows() -> list[ModelSpec]:
         pooling="last", dims=dims, matryoshka_dims=mrl, max_tokens=32768, licence="CC-BY-NC-4.0", params=params,
         description=f"Qwen2.5-Coder-{size.upper()} code embeddings; task = instruction prefix",
         extra={"backbone": "qwen2", "padding_side": "left",
-               "rerank_query_task": "nl2code.query", "rerank_document_task": "nl2code.passage"},
+               "rerank_query_task": "nl2code.query", "rerank_document_task": "nl2code.passage",
+               # /v1/classify: code is the code2nl query, each label a candidate comment (docs/classify.md)
+               "classify_input_task": "code2nl.query", "classify_label_task": "code2nl.passage"},
     ) for size, (dims, mrl, params) in sizes.items()]
 
 

@@ -52,6 +52,8 @@ ROWS: list[ModelSpec] = [
             # that layout has no such list in its config.
             "lora_adaptations": ["retrieval.query", "retrieval.passage", "separation", "classification",
                                  "text-matching"],
+            # /v1/classify embeds inputs and labels with the classification adapter (docs/classify.md).
+            "classify_input_task": "classification", "classify_label_task": "classification",
         },
     ),
 ]

@@ -16,6 +16,11 @@ V4_TASKS: tuple[TaskSpec, ...] = (
 )
 
 
+# /v1/classify: labels are embedded as retrieval queries, inputs (text or images) as retrieval passages, the
+# adapter v4 uses for text-to-image search (docs/classify.md). Rows without these tasks use their default task.
+_CLASSIFY = {"classify_input_task": "retrieval.passage", "classify_label_task": "retrieval.query"}
+
+
 def _merged(task: str, tasks: tuple[str, ...], default: str) -> ModelSpec:
     rows = tuple(TaskSpec(t.name, None, t.prefix, t.description) for t in V4_TASKS if t.name in tasks)
     return ModelSpec(
@@ -33,7 +38,7 @@ def _merged(task: str, tasks: tuple[str, ...], default: str) -> ModelSpec:
         params="3.8B",
         description=f"jina-embeddings-v4 with the {task} LoRA merged (text + images; no multi-vector output).",
         options=frozenset({"late_chunking"}),
-        extra={"rerank_query_task": tasks[0], "rerank_document_task": tasks[-1]},
+        extra={"rerank_query_task": tasks[0], "rerank_document_task": tasks[-1], **_CLASSIFY},
     )
 
 
@@ -56,7 +61,7 @@ ROWS: list[ModelSpec] = [
         "or 128-d per-token multi-vectors; retrieval / text-matching / code LoRAs.",
         options=frozenset({"return_multivector", "late_chunking"}),
         # a folder whose config names this architecture (e.g. an HF snapshot folder) is served with this row
-        extra={"multivector_dims": 128, "detect_architectures": ("JinaEmbeddingsV4Model",)},
+        extra={"multivector_dims": 128, "detect_architectures": ("JinaEmbeddingsV4Model",), **_CLASSIFY},
     ),
     _merged("retrieval", ("retrieval.query", "retrieval.passage"), "retrieval.passage"),
     _merged("text-matching", ("text-matching",), "text-matching"),

@@ -50,6 +50,9 @@ class ModelFamily(ABC):
 
     spec: ModelSpec
     device: str = "cpu"
+    # Capability: `plan_embed` takes `{"image"}` inputs (multimodal families set it). Code that must know
+    # whether a model can embed images (e.g. /v1/classify) asks this, never the model's name.
+    embeds_images: bool = False
 
     # --- embeddings -------------------------------------------------------------------------
     def plan_embed(self, inputs: Sequence[EmbedInput], options: EmbedOptions) -> EmbedPlan:

@@ -66,7 +66,7 @@ class ClipPayload:
 
 class JinaCLIPFamily(TextEmbeddingFamily):
     family_name = "jina_clip"
-    rerank_images = True
+    embeds_images = True  # text and images in one space: embeddings, cosine rerank with image documents
 
     def __init__(self, spec: ModelSpec, text_model: Any, tokenizer: Any, *, text_kind: str, text_head: nn.Module,
                  vision: EvaVisionTransformer, vision_head: nn.Module, image_config: ClipImageConfig,

@@ -111,16 +111,13 @@ class TextEmbeddingFamily(ModelFamily):
                                                              in names else self.spec.default_task)
         return q, d
 
-    # Whether documents may be images (multimodal families embed them with their vision tower).
-    rerank_images = False
-
     def plan_rerank(self, job: RerankJob) -> RerankPlan:
         q_task, d_task = self.rerank_tasks()
         docs: list[EmbedInput] = []
         for i, d in enumerate(job.documents):
             if d.text is not None:
                 docs.append(EmbedInput(text=d.text))
-            elif self.rerank_images and d.image is not None:
+            elif self.embeds_images and d.image is not None:
                 docs.append(EmbedInput(image=d.image))
             else:
                 raise InvalidInputError(f"Document at index {i} is not text; model {self.spec.id!r} "
