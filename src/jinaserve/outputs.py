@@ -58,7 +58,7 @@ def quantize(vector: np.ndarray, kind: str) -> np.ndarray:
     if kind in ("int8", "uint8"):
         peak = float(np.max(np.abs(v))) if v.size else 0.0
         scale = 127.0 / peak if peak > 0 and np.isfinite(peak) else 0.0
-        q = np.clip(np.rint(v * scale), -127, 127).astype(np.int16)
+        q = np.clip(np.rint(v.astype(np.float64) * scale), -127, 127).astype(np.int16)  # float64: tiny peaks
         return (q + 128).astype(np.uint8) if kind == "uint8" else q.astype(np.int8)
     if kind in ("binary", "ubinary"):
         packed = np.packbits(v > 0)

@@ -133,6 +133,8 @@ def _inputs(raw: Any, request: Request) -> list[EmbedInput]:
         raise ProtocolError("validation", f"batch size {len(items)} > maximum allowed batch size {limit}")
     texts = [x for x in items if isinstance(x, str)]
     common.text_inputs(texts, request, "inputs")  # length limits
+    if any(isinstance(x, list) and not x for x in items):
+        raise ProtocolError("validation", "a token-id input cannot be empty")
     return [EmbedInput(text=x) if isinstance(x, str) else EmbedInput(token_ids=list(x)) for x in items]
 
 
