@@ -14,6 +14,7 @@ from ...config import Settings
 from ...engine.service import ModelService
 from ...errors import FieldError, InvalidInputError, ValidationFailedError
 from ...jobs import EmbedInput, EmbedOptions, EmbedResult, RerankDocument, RerankJob, RerankOptions, RerankResult
+from .failures import ProtocolError
 
 
 async def json_body(request: Request) -> Any:
@@ -95,6 +96,10 @@ async def embed(request: Request, service: ModelService, inputs: list[EmbedInput
     result = await service.embed(inputs, options)
     request.state.inputs = len(inputs)
     request.state.tokens = result.total_tokens
+    if not options.return_multivector and any(v.ndim != 1 for v in result.vectors):
+        # these protocols carry one vector per input (a multi-vector model answers on /v1/embeddings)
+        raise ProtocolError("capability", f"Model {service.id!r} returns several vectors per input; use "
+                            "/v1/embeddings (or TEI /embed_all) for it")
     return result
 
 
