@@ -77,7 +77,7 @@ def test_tricky_values_in_every_data_field(proto_server):
 def test_arbitrary_json_in_any_field(proto_server):
     statuses: dict[int, int] = {}
 
-    @settings(max_examples=100, deadline=None, database=None, derandomize=True,
+    @settings(max_examples=80, deadline=None, database=None, derandomize=True,
               suppress_health_check=list(HealthCheck))
     @given(case=requests())
     def check(case) -> None:

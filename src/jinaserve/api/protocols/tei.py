@@ -12,6 +12,8 @@ Wire facts: TEI v1.9.3 `router/src/http/{server,types}.rs`, `router/src/lib.rs`,
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import os
 from typing import Any, Literal
 
@@ -217,20 +219,32 @@ async def tokenize(request: Request, body: TokenizeRequest, model: str | None = 
     t = service.spec.task(task)
     prefix = t.prefix if t is not None else ""
     special = True if body.add_special_tokens is None else body.add_special_tokens
-    return JSONBytes(dumps([_tokens(tokenizer, prefix + text, special) for text in texts]))
+    plain = _fixed_state_copy(tokenizer)
+    out = await asyncio.to_thread(lambda: [_tokens(plain, prefix + text, special) for text in texts])
+    return JSONBytes(dumps(out))
 
 
-def _tokens(tokenizer: Any, text: str, add_special_tokens: bool) -> list[dict[str, Any]]:
+@functools.lru_cache(maxsize=16)
+def _fixed_state_copy(tokenizer: Any) -> Any:
+    """A private copy of a fast tokenizer's Rust backend without truncation or padding: calling the shared
+    tokenizer would re-configure its state under the feet of the threads that plan batches."""
+    from tokenizers import Tokenizer
+
+    plain = Tokenizer.from_str(tokenizer.backend_tokenizer.to_str())
+    plain.no_truncation()
+    plain.no_padding()
+    return plain
+
+
+def _tokens(plain: Any, text: str, add_special_tokens: bool) -> list[dict[str, Any]]:
     """TEI `SimpleToken`s: special tokens without offsets; others with their text and UTF-8 byte offsets."""
-    enc = tokenizer(text, add_special_tokens=add_special_tokens, return_offsets_mapping=True,
-                    return_special_tokens_mask=True, truncation=False)
-    ids = enc["input_ids"]
+    enc = plain.encode(text, add_special_tokens=add_special_tokens)
     byte_at = [0]
     for ch in text:
-        byte_at.append(byte_at[-1] + len(ch.encode("utf-8", "surrogatepass")))
+        byte_at.append(byte_at[-1] + len(ch.encode("utf-8")))
     out = []
-    for tid, (start, stop), is_special, piece in zip(ids, enc["offset_mapping"], enc["special_tokens_mask"],
-                                                     tokenizer.convert_ids_to_tokens(ids), strict=True):
+    for tid, (start, stop), is_special, piece in zip(enc.ids, enc.offsets, enc.special_tokens_mask, enc.tokens,
+                                                     strict=True):
         if is_special:
             out.append({"id": tid, "text": piece, "special": True, "start": None, "stop": None})
         else:
