@@ -5,6 +5,11 @@ Encodings (hosted API facts):
   base64  – base64 of little-endian float32 bytes
   ubinary – np.packbits(v > 0), most significant bit first, values 0..255
   binary  – ubinary − 128 (offset binary int8), values −128..127
+
+Integer quantisations for the Cohere and Voyage protocols (`quantize`; their published semantics, not their
+unpublished calibration, see docs/protocols.md):
+  int8    – round(v · 127 / max|v|) per vector (symmetric, batch-independent), values −127..127
+  uint8   – int8 + 128, values 1..255
 """
 
 from __future__ import annotations
@@ -16,6 +21,8 @@ import numpy as np
 
 EmbeddingType = Literal["float", "base64", "binary", "ubinary"]
 EMBEDDING_TYPES: tuple[str, ...] = ("float", "base64", "binary", "ubinary")
+QuantizedType = Literal["int8", "uint8", "binary", "ubinary"]
+QUANTIZED_TYPES: tuple[str, ...] = ("int8", "uint8", "binary", "ubinary")
 
 
 def truncate_and_normalize(vectors: np.ndarray, dimensions: int | None, normalize: bool) -> np.ndarray:
@@ -38,13 +45,33 @@ def encode_vector(vector: np.ndarray, embedding_type: str) -> list[float] | str 
     if embedding_type == "float":
         return v
     if embedding_type == "base64":
-        return base64.b64encode(v.astype("<f4", copy=False).tobytes()).decode("ascii")
-    packed = np.packbits(v > 0)
-    if embedding_type == "ubinary":
-        return packed.astype(np.float32)
-    if embedding_type == "binary":
-        return (packed.astype(np.int16) - 128).astype(np.float32)
+        return to_base64(v)
+    if embedding_type in ("binary", "ubinary"):
+        return quantize(v, embedding_type).astype(np.float32)
     raise ValueError(f"unknown embedding type {embedding_type!r}")
+
+
+def quantize(vector: np.ndarray, kind: str) -> np.ndarray:
+    """One vector as integers: int8 / binary → np.int8, uint8 / ubinary → np.uint8 (packed bits for the
+    binary kinds: 8 dimensions per byte, most significant bit first, zero-padded to a whole byte)."""
+    v = np.asarray(vector, dtype=np.float32)
+    if kind in ("int8", "uint8"):
+        peak = float(np.max(np.abs(v))) if v.size else 0.0
+        scale = 127.0 / peak if peak > 0 and np.isfinite(peak) else 0.0
+        q = np.clip(np.rint(v.astype(np.float64) * scale), -127, 127).astype(np.int16)  # float64: tiny peaks
+        return (q + 128).astype(np.uint8) if kind == "uint8" else q.astype(np.int8)
+    if kind in ("binary", "ubinary"):
+        packed = np.packbits(v > 0)
+        return (packed.astype(np.int16) - 128).astype(np.int8) if kind == "binary" else packed
+    raise ValueError(f"unknown quantized type {kind!r}")
+
+
+def to_base64(array: np.ndarray) -> str:
+    """base64 of an array's raw bytes: float vectors as little-endian float32, integer ones byte by byte."""
+    a = np.asarray(array)
+    if a.dtype.kind == "f":
+        a = a.astype("<f4", copy=False)
+    return base64.b64encode(np.ascontiguousarray(a).tobytes()).decode("ascii")
 
 
 def decode_base64(value: str) -> np.ndarray:

@@ -17,6 +17,7 @@ from ..engine.registry import ModelRegistry, default_model_args
 from . import errors
 from .classify import router as classify_router
 from .middleware import RequestContextMiddleware
+from .protocols import cohere, ollama, tei
 from .routes import router
 
 log = logging.getLogger("jinaserve.app")
@@ -59,6 +60,9 @@ def create_app(settings: Settings, registry: ModelRegistry | None = None, *,
     errors.install(app)
     app.include_router(router)
     app.include_router(classify_router)
+    app.include_router(cohere.router)
+    app.include_router(ollama.router)
+    app.include_router(tei.router)  # last: its `POST /` and `/tei/{model}` match broadly
     if settings.cors_origins:
         app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["*"],
                            allow_headers=["*"])

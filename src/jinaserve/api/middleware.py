@@ -23,7 +23,15 @@ access_log = logging.getLogger("jinaserve.access")
 log = logging.getLogger("jinaserve.middleware")
 
 _OBSERVED_PATHS = {"/v1/embeddings", "/embeddings", "/v1/rerank", "/rerank", "/v1/multi-vector", "/v1/classify",
-                   "/v1/train"}
+                   "/v1/train",
+                   # other protocols (api/protocols/): Cohere, TEI, Ollama
+                   "/v1/embed", "/v2/embed", "/v2/rerank", "/embed", "/embed_all", "/", "/api/embed",
+                   "/api/embeddings"}
+_OBSERVED_PREFIXES = ("/tei/",)  # TEI routes under a model name
+
+
+def _observed(path: str) -> bool:
+    return path in _OBSERVED_PATHS or path.startswith(_OBSERVED_PREFIXES)
 
 
 class _BodyTooLarge(Exception):
@@ -49,7 +57,7 @@ class RequestContextMiddleware:
         status_holder = {"status": 500}
         limit = self.max_body_bytes
 
-        if scope.get("method") == "POST" and scope.get("path") in _OBSERVED_PATHS:
+        if scope.get("method") == "POST" and _observed(scope.get("path", "")):
             ctype = headers.get("content-type", "")
             if "json" not in ctype:
                 # Bodies are always JSON here; accept clients (curl -d) that label them otherwise.
@@ -87,7 +95,7 @@ class RequestContextMiddleware:
                 await send(message)
 
             try:
-                if scope.get("method") == "POST" and scope.get("path") in _OBSERVED_PATHS:
+                if scope.get("method") == "POST" and _observed(scope.get("path", "")):
                     await self._run_cancellable(scope, limited_receive, send_with_id, status_holder)
                 else:
                     await self.app(scope, limited_receive, send_with_id)
@@ -167,7 +175,7 @@ class RequestContextMiddleware:
     def _record(self, scope: Scope, state: dict[str, Any], status: int, seconds: float) -> None:
         path = scope.get("path", "")
         model = state.get("model") or "-"
-        if path in _OBSERVED_PATHS:
+        if _observed(path):
             metrics.REQUESTS.labels(path, model, str(status)).inc()
             if status < 400:
                 metrics.REQUEST_LATENCY.labels(path, model).observe(seconds)

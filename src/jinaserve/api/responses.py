@@ -39,16 +39,21 @@ def embeddings_body(model: str, result: EmbedResult, embedding_type: str) -> dic
             "data": data}
 
 
-def rerank_body(model: str, docs: list[RerankDocument], result: RerankResult, *, top_n: int | None,
-                return_documents: bool, return_embeddings: bool) -> dict[str, Any]:
-    scores = np.asarray(result.scores, dtype=np.float64)
-    order = sorted(range(len(scores)), key=lambda i: (-scores[i], i))
+def ranked(scores: Any, top_n: int | None) -> list[tuple[int, float]]:
+    """(document index, score) best first, ties in input order, cut to `top_n`. Scores are rounded to 8
+    decimals, as the hosted API sends them (the order uses the full-precision scores)."""
+    s = np.asarray(scores, dtype=np.float64)
+    order = sorted(range(len(s)), key=lambda i: (-s[i], i))
     if top_n is not None:
         order = order[:top_n]
+    return [(i, round(float(s[i]), SCORE_DECIMALS)) for i in order]
+
+
+def rerank_body(model: str, docs: list[RerankDocument], result: RerankResult, *, top_n: int | None,
+                return_documents: bool, return_embeddings: bool) -> dict[str, Any]:
     results = []
-    for i in order:
-        # Rounded to 8 decimals, as the hosted API sends them (ordering uses the full-precision scores).
-        item: dict[str, Any] = {"index": i, "relevance_score": round(float(scores[i]), SCORE_DECIMALS)}
+    for i, score in ranked(result.scores, top_n):
+        item: dict[str, Any] = {"index": i, "relevance_score": score}
         if return_documents:
             d = docs[i]
             item["document"] = {"text": d.text} if d.text is not None else {"image": d.image}

@@ -12,6 +12,7 @@ from .. import metrics
 from ..engine.registry import ModelRegistry
 from ..errors import FieldError, ValidationFailedError
 from ..jobs import RerankJob
+from . import dispatch
 from .auth import check_api_key
 from .protocols.jina import EmbeddingsRequest, RerankRequest, parse_inputs
 from .protocols.openai import model_card
@@ -26,9 +27,14 @@ def _registry(request: Request) -> ModelRegistry:
 
 
 @router.post("/v1/embeddings", dependencies=[Depends(check_api_key)], tags=["embeddings"],
-             summary="Create embeddings (Jina and OpenAI compatible)")
+             summary="Create embeddings (Jina and OpenAI compatible; Voyage bodies too)",
+             openapi_extra=dispatch.documented(EmbeddingsRequest))
 @router.post("/embeddings", dependencies=[Depends(check_api_key)], include_in_schema=False)
-async def create_embeddings(request: Request, body: EmbeddingsRequest) -> Response:
+async def create_embeddings(request: Request) -> Response:
+    return await dispatch.embeddings(request, jina=_jina_embeddings)
+
+
+async def _jina_embeddings(request: Request, body: EmbeddingsRequest) -> Response:
     return await _embed(request, body, multivector=False)
 
 
@@ -57,9 +63,14 @@ async def _embed(request: Request, body: EmbeddingsRequest, *, multivector: bool
 
 
 @router.post("/v1/rerank", dependencies=[Depends(check_api_key)], tags=["rerank"],
-             summary="Rerank documents by relevance to a query (Jina compatible)")
+             summary="Rerank documents by relevance to a query (Jina compatible; TEI, Voyage and Cohere v1 "
+             "bodies too)", openapi_extra=dispatch.documented(RerankRequest))
 @router.post("/rerank", dependencies=[Depends(check_api_key)], include_in_schema=False)
-async def rerank(request: Request, body: RerankRequest) -> Response:
+async def rerank(request: Request) -> Response:
+    return await dispatch.rerank(request, jina=_jina_rerank)
+
+
+async def _jina_rerank(request: Request, body: RerankRequest) -> Response:
     settings = request.app.state.settings
     service = _registry(request).get(body.model, "rerank")
     request.state.model = service.id
