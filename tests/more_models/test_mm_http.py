@@ -151,3 +151,22 @@ def test_colbert_and_reranker_v1_rerank(client):
         scores = [r["relevance_score"] for r in body["results"]]
         assert scores == sorted(scores, reverse=True) and all(lo <= s <= hi for s in scores)
         assert body["results"][0]["document"] == {"text": docs[body["results"][0]["index"]]}
+
+
+def test_one_vector_endpoints_refuse_colbert_and_take_clip_images(client):
+    """Features that need one vector per input refuse a multi-vector model up front (never a 500); the CLIP
+    image tower serves them like v4 does."""
+    for path, body in [("/v1/classify", {"model": "ckpt-d", "input": ["hello"], "labels": ["a", "b"]}),
+                       ("/v1/train", {"model": "ckpt-c", "input": [{"text": "a", "label": "x"},
+                                                                   {"text": "b", "label": "y"}]})]:
+        err = post(client, path, body, 422)
+        assert "multi-vector" in err["detail"] and err["errors"][0]["field"] == "body -> model"
+    cohere = post(client, "/v2/embed", {"model": "ckpt-d", "texts": ["hello"], "input_type": "search_query",
+                                        "embedding_types": ["float"]}, 400)
+    assert "several vectors per input" in cohere["message"]
+    assert "several vectors per input" in post(client, "/api/embed", {"model": "ckpt-c", "input": "hi"}, 400)["error"]
+    red = png_b64(3)
+    out = post(client, "/v1/classify", {"model": "ckpt-b", "input": [{"image": red}, "a text"],
+                                        "labels": ["red", "blue"]})
+    assert [d["index"] for d in out["data"]] == [0, 1]
+    assert all(abs(sum(p["score"] for p in d["predictions"]) - 1) < 1e-6 for d in out["data"])

@@ -248,6 +248,10 @@ class ClassifyEngine:
     def _check(self, service: ModelService, inputs: list[EmbedInput]) -> None:
         if service.kind != "embedding":
             raise InvalidInputError(f"Model {service.id!r} is a reranker; classification needs an embedding model")
+        if service.family.multi_vector_only:
+            raise ValidationFailedError([FieldError(
+                "body -> model", f"Model {service.id!r} returns one vector per token (multi-vector); classification "
+                "needs a model with one vector per input", "value_error", service.id)])
         images = [i for i, x in enumerate(inputs) if x.image is not None]
         if images and not service.family.embeds_images:
             others = self._image_models() if self._image_models else []

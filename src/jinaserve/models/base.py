@@ -53,6 +53,10 @@ class ModelFamily(ABC):
     # Capability: `plan_embed` takes `{"image"}` inputs (multimodal families set it). Code that must know
     # whether a model can embed images (e.g. /v1/classify) asks this, never the model's name.
     embeds_images: bool = False
+    # Capability: every input embeds to a matrix (one vector per token, e.g. ColBERT) rather than one vector.
+    # Endpoints that need one vector per input (classification, one-vector protocols) refuse such a model
+    # before any work is done.
+    multi_vector_only: bool = False
 
     # --- embeddings -------------------------------------------------------------------------
     def plan_embed(self, inputs: Sequence[EmbedInput], options: EmbedOptions) -> EmbedPlan:

@@ -84,6 +84,7 @@ class ColbertSettings:
 
 class JinaColBERTFamily(ModelFamily):
     family_name = "jina_colbert"
+    multi_vector_only = True
 
     def __init__(self, spec: ModelSpec, model: Any, tokenizer: Any, linear: nn.Linear, settings: ColbertSettings, *,
                  backbone: str, device: str = "cpu") -> None:

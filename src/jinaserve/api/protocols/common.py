@@ -93,13 +93,13 @@ def pick_task(task_names: Sequence[str], candidates: Sequence[str]) -> str | Non
 
 async def embed(request: Request, service: ModelService, inputs: list[EmbedInput],
                 options: EmbedOptions) -> EmbedResult:
-    result = await service.embed(inputs, options)
-    request.state.inputs = len(inputs)
-    request.state.tokens = result.total_tokens
-    if not options.return_multivector and any(v.ndim != 1 for v in result.vectors):
+    if not options.return_multivector and service.family.multi_vector_only:
         # these protocols carry one vector per input (a multi-vector model answers on /v1/embeddings)
         raise ProtocolError("capability", f"Model {service.id!r} returns several vectors per input; use "
                             "/v1/embeddings (or TEI /embed_all) for it")
+    result = await service.embed(inputs, options)
+    request.state.inputs = len(inputs)
+    request.state.tokens = result.total_tokens
     return result
 
 
