@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .spec import ModelSpec, TaskSpec
+from .spec import Detect, ModelSpec, TaskSpec
 
 _LICENCE = "Qwen Research License"
 _MRL = (128, 256, 512, 1024, 2048)
@@ -34,6 +34,10 @@ def _merged(task: str, tasks: tuple[str, ...], default: str) -> ModelSpec:
         description=f"jina-embeddings-v4 with the {task} LoRA merged (text + images; no multi-vector output).",
         options=frozenset({"late_chunking"}),
         extra={"rerank_query_task": tasks[0], "rerank_document_task": tasks[-1]},
+        # The -vllm-* config is stock Qwen2.5-VL (no adapters/, no projector): the three repos look alike, so
+        # a folder is matched to one of them only by a name it gives itself (HF cache path, model card title).
+        detect=(Detect(architectures=("Qwen2_5_VLForConditionalGeneration",), model_type=("qwen2_5_vl",),
+                       no_files=("adapters",), layout="v4 with one task LoRA merged (-vllm-*)"),),
     )
 
 
@@ -55,8 +59,10 @@ ROWS: list[ModelSpec] = [
         description="Multimodal multilingual embeddings (text, images, visual documents); 2048-d single vectors "
         "or 128-d per-token multi-vectors; retrieval / text-matching / code LoRAs.",
         options=frozenset({"return_multivector", "late_chunking"}),
-        # a folder whose config names this architecture (e.g. an HF snapshot folder) is served with this row
-        extra={"multivector_dims": 128, "detect_architectures": ("JinaEmbeddingsV4Model",)},
+        extra={"multivector_dims": 128},
+        detect=(Detect(architectures=("JinaEmbeddingsV4Model",), layout="v4 with the adapters/ PEFT folder"),
+                Detect(model_type=("qwen2_5_vl",), files=("adapters/adapter_config.json",),
+                       layout="v4 with the adapters/ PEFT folder")),
     ),
     _merged("retrieval", ("retrieval.query", "retrieval.passage"), "retrieval.passage"),
     _merged("text-matching", ("text-matching",), "text-matching"),

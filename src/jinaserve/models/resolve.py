@@ -6,14 +6,14 @@ Accepted forms: a catalog id or alias (`jina-embeddings-v3`), a Hugging Face rep
 
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from ..catalog import CATALOG, ModelSpec, lookup
+from ..catalog import ModelSpec, lookup
 from ..errors import ModelNotFoundError
 from ..runtimes import hub
+from .detect import FolderFacts, recognise, unrecognised_jina_error
 from .loading import LoadOptions
 
 log = logging.getLogger("jinaserve.resolve")
@@ -35,24 +35,25 @@ def split_alias(arg: str) -> tuple[str | None, str]:
 
 
 def detect_spec(folder: Path, served_id: str, repo: str | None = None) -> ModelSpec:
-    """A catalog row for a checkpoint that is not in the catalog, from its own files."""
-    config_file = folder / "config.json"
-    if not config_file.is_file():
-        # sentence-transformers folders keep the transformer in the root or a sub-folder
-        candidates = list(folder.glob("*/config.json"))
-        if not (folder / "modules.json").is_file() or not candidates:
-            raise ModelNotFoundError(f"{folder} has no config.json: not a transformers checkpoint")
-        config_file = candidates[0]
-    config = json.loads(config_file.read_text())
-    archs = config.get("architectures") or []
-    for row in CATALOG.values():  # model-specific architectures (e.g. JinaForRanking) name their row
-        if set(archs) & set(row.extra.get("detect_architectures", ())):
-            return replace(row, id=served_id, hf_repo=repo or row.hf_repo)
+    """The catalog row of a checkpoint folder, recognised from its own files whatever the folder is called
+    (`models/detect.py`); a generic row for a checkpoint that is no Jina model."""
+    facts = FolderFacts.read(folder)
+    if not facts.config:
+        raise ModelNotFoundError(f"{folder} has no config.json: not a transformers checkpoint")
+    match = recognise(facts)
+    if match is not None:
+        log.info("recognised %s as %s (%s; by %s)", folder, match.row.id, match.layout, match.how)
+        return replace(match.row, id=served_id, hf_repo=repo or match.row.hf_repo)
+    if facts.jina_marks():
+        raise unrecognised_jina_error(facts)
+    config = facts.config
+    archs = facts.architectures
+    licence = facts.licence or "unknown"
     max_pos = int(config.get("max_position_embeddings", 512) or 512)
     if any(a.endswith("ForSequenceClassification") for a in archs) and not (folder / "modules.json").is_file():
-        return ModelSpec(id=served_id, family="cross_encoder", kind="rerank", hf_repo=repo,
+        return ModelSpec(id=served_id, family="cross_encoder", kind="rerank", hf_repo=repo, licence=licence,
                          max_tokens=min(max_pos, 8192), description="cross-encoder (detected)")
-    return ModelSpec(id=served_id, family="sentence_transformer", kind="embedding", hf_repo=repo,
+    return ModelSpec(id=served_id, family="sentence_transformer", kind="embedding", hf_repo=repo, licence=licence,
                      pooling="mean", dims=config.get("hidden_size"), max_tokens=min(max_pos, 8192),
                      description="bi-encoder (detected)")
 
