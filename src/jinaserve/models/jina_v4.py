@@ -144,6 +144,19 @@ def _canonical_module(name: str) -> str:
     return name
 
 
+# Adapter modules that may map to nothing in the embedding model: the language-model head, which an
+# embedding never runs (the backbone is loaded without using it). Any other unmapped module fails the load.
+HARMLESS_UNMAPPED = ("lm_head",)
+
+
+def _maps_to_module(model: nn.Module, name: str) -> bool:
+    try:
+        model.get_submodule(name)
+    except AttributeError:
+        return False
+    return True
+
+
 def read_multitask_lora(folder: Path) -> dict[str, dict[str, dict[str, Any]]]:
     """{module: {task: {"A", "B"[, "bias"], "scale"}}} from the single PEFT folder of v4.
 
@@ -167,10 +180,14 @@ def read_multitask_lora(folder: Path) -> dict[str, dict[str, dict[str, Any]]]:
     else:
         raw = torch.load(str(folder / "adapter_model.bin"), map_location="cpu", weights_only=True)
     out: dict[str, dict[str, dict[str, Any]]] = {}
+    unknown = sorted(key for key in raw if _LORA_KEY.match(key) is None)
+    if unknown:
+        raise ModelLoadError(f"{folder}: {len(unknown)} adapter tensors are not LoRA factors of the form "
+                             f"'<module>.lora_A.<task>.weight' / 'lora_B.<task>.weight|bias': {unknown[:8]}; "
+                             f"only plain LoRA adapters are supported")
     for key, value in raw.items():
         m = _LORA_KEY.match(key)
-        if m is None:
-            continue
+        assert m is not None
         module = _canonical_module(m["module"])
         slot = "bias" if m["kind"] == "bias" else m["ab"]
         if slot == "bias" and m["ab"] == "A":
@@ -201,20 +218,26 @@ def attach_lora(model: nn.Module, projector: nn.Linear | None, folder: Path, tas
     missing = [t for t in tasks if t not in available]
     if missing:
         raise ModelLoadError(f"{folder}: no LoRA weights for task(s) {missing}; the adapter has {sorted(available)}")
+    unmapped = [m for m in loras if not _maps_to_module(model, m) and not m.endswith("multi_vector_projector")]
+    harmful = [m for m in unmapped if not m.startswith(HARMLESS_UNMAPPED)]
+    if harmful:
+        raise ModelLoadError(f"{folder}: {len(harmful)} adapter modules map to no module of the model, so their "
+                             f"LoRA would be silently dropped: {harmful[:8]}. The adapter does not belong to this "
+                             f"checkpoint (or uses module names jinaserve does not know); nothing was loaded.")
+    if unmapped:  # only modules the embedding path never runs (documented in HARMLESS_UNMAPPED)
+        log.info("%s: LoRA weights of %d modules outside the embedding path are not needed: %s", folder,
+                 len(unmapped), unmapped[:3])
     count = 0
-    skipped: list[str] = []
     for module, per_task in loras.items():
+        if module in unmapped:
+            continue
         if module.endswith("multi_vector_projector"):
-            if projector is None:
+            if projector is None:  # a row without multi-vector output does not load the projector
                 continue
             wrapper = projector if isinstance(projector, TaskLoRALinear) else TaskLoRALinear(projector, active)
             projector = wrapper
         else:
-            try:
-                target = model.get_submodule(module)
-            except AttributeError:
-                skipped.append(module)
-                continue
+            target = model.get_submodule(module)
             if isinstance(target, TaskLoRALinear):
                 wrapper = target
             elif isinstance(target, nn.Linear):
@@ -227,9 +250,6 @@ def attach_lora(model: nn.Module, projector: nn.Linear | None, folder: Path, tas
             if task in tasks:
                 wrapper.add(task, ab["A"], ab["B"], float(ab["scale"]), ab.get("bias"))
         count += 1
-    if skipped:
-        # e.g. lm_head, which embeddings never run
-        log.debug("LoRA weights for modules not in the embedding path were ignored: %s", skipped[:5])
     if count == 0:
         raise ModelLoadError(f"{folder}: none of the LoRA target modules exist in the model")
     return projector, count
