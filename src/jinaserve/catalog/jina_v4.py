@@ -6,6 +6,11 @@ from .spec import Detect, ModelSpec, TaskSpec
 
 _LICENCE = "Qwen Research License"
 _MRL = (128, 256, 512, 1024, 2048)
+# Image bounds of the main v4 repo, the v4 reference (min, max pixels). The -vllm-* repos ship a
+# preprocessor allowing 12,845,056 pixels: their rows use these instead, so one image gives one patch
+# grid, one token count and one vector on every v4 row (docs/checkpoints.md "Image bounds"). The main row
+# reads its own preprocessor_config.json, which is the reference.
+V4_REFERENCE_PIXELS = (3136, 602112)
 
 V4_TASKS: tuple[TaskSpec, ...] = (
     TaskSpec("retrieval.query", "retrieval", "Query: ", "Queries for asymmetric retrieval (text or image corpus)"),
@@ -33,7 +38,7 @@ def _merged(task: str, tasks: tuple[str, ...], default: str) -> ModelSpec:
         params="3.8B",
         description=f"jina-embeddings-v4 with the {task} LoRA merged (text + images; no multi-vector output).",
         options=frozenset({"late_chunking"}),
-        extra={"rerank_query_task": tasks[0], "rerank_document_task": tasks[-1]},
+        extra={"rerank_query_task": tasks[0], "rerank_document_task": tasks[-1], "image_pixels": V4_REFERENCE_PIXELS},
         # The -vllm-* config is stock Qwen2.5-VL (no adapters/, no projector): the three repos look alike, so
         # a folder is matched to one of them only by a name it gives itself (HF cache path, model card title).
         detect=(Detect(architectures=("Qwen2_5_VLForConditionalGeneration",), model_type=("qwen2_5_vl",),

@@ -51,6 +51,7 @@ from ..errors import FieldError, InvalidInputError, ModelLoadError, TokenLimitEx
 from ..images import ImageFetchPolicy, load_images
 from ..jobs import EmbedInput, EmbedOptions, RerankJob, RerankResult
 from .base import EmbedPlan, RerankPlan, WorkItem
+from .image_processing import load_image_processor, vision_missing
 from .loading import LoadOptions
 from .text import check_token_ids, tokenize
 from .text_embedding import TextEmbeddingFamily
@@ -346,6 +347,8 @@ class JinaV4Family(TextEmbeddingFamily):
                 payloads[i] = V4Payload(ids, group, multivector)
 
         image_idx = [i for i, x in enumerate(inputs) if x.image is not None]
+        if image_idx and self.image_processor is None:
+            raise vision_missing(self.spec.id)
         if image_idx:
             images = load_images([inputs[i].image for i in image_idx], policy=self.image_policy, indices=image_idx,
                                  allow_local=options.in_process)
@@ -449,7 +452,7 @@ class JinaV4Family(TextEmbeddingFamily):
         config = Qwen2_5_VLConfig.from_dict(raw)
         model = load_backbone(Qwen2_5_VLForConditionalGeneration, folder, config, device=device, dtype=dtype)
         tokenizer = AutoTokenizer.from_pretrained(str(folder))
-        image_processor = load_image_processor(folder)
+        image_processor = load_image_processor(folder, spec.id, _pixels(spec))
 
         projector = None
         if "return_multivector" in spec.options:
@@ -467,6 +470,12 @@ class JinaV4Family(TextEmbeddingFamily):
                  dtype, hidden, projector is not None)
         return cls(spec, model, tokenizer, image_processor, device=device, projector=projector, active=active,
                    image_policy=opts.image_policy, max_tokens=max_tokens)
+
+
+def _pixels(spec: ModelSpec) -> tuple[int, int] | None:
+    """The row's fixed image bounds (the -vllm-* rows: the main v4 repo's), else the folder's own."""
+    bounds = spec.extra.get("image_pixels")
+    return (int(bounds[0]), int(bounds[1])) if bounds else None
 
 
 def _unit(v: np.ndarray) -> np.ndarray:
@@ -502,15 +511,6 @@ def load_backbone(model_cls: Any, folder: Path, config: Any, *, device: str, dty
     for p in model.parameters():
         p.requires_grad_(False)
     return model
-
-
-def load_image_processor(folder: Path) -> Any:
-    """The Qwen2-VL image processor on its Pillow backend (the torchvision one is not needed)."""
-    from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil
-
-    if (folder / "preprocessor_config.json").is_file():
-        return Qwen2VLImageProcessorPil.from_pretrained(str(folder))
-    return Qwen2VLImageProcessorPil()
 
 
 def load_projector(folder: Path, *, device: str, dtype: torch.dtype) -> nn.Linear:
