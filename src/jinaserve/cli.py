@@ -1,4 +1,4 @@
-"""Command line: `jinaserve serve | models | pull | bundle | embed | rerank`."""
+"""Command line: `jinaserve serve | models | inspect | pull | bundle | embed | rerank`."""
 
 from __future__ import annotations
 
@@ -148,6 +148,27 @@ def list_models(as_json: Annotated[bool, typer.Option("--json", help="JSON outpu
                       str(r["max_tokens"]), r["params"] or "-", r["licence"],
                       "yes" if r["cached"] else ("bundled" if r["bundled"] else "no"))
     Console().print(table)
+
+
+@app.command("inspect")
+def inspect_checkpoint(
+    target: Annotated[str, typer.Argument(help="A checkpoint folder, NAME=folder, a .gguf file, or a catalog id / "
+                                               "Hugging Face repo id in the local cache (never downloads).")],
+    as_json: Annotated[bool, typer.Option("--json", help="JSON output.")] = False,
+    load: Annotated[bool, typer.Option("--load", help="Also load the model (offline, on the CPU).")] = False,
+    cache_dir: Annotated[str | None, typer.Option(help="Model cache folder.")] = None,
+) -> None:
+    """What a checkpoint is (family, layout, tasks, dims, licence, missing files); exit 1 if it would not load."""
+    from .inspection import inspect_target, render
+    from .logs import setup_logging
+
+    setup_logging("console", "warning")
+    report = inspect_target(target, cache_dir=cache_dir, load=load)
+    if as_json:
+        sys.stdout.write(orjson.dumps(report.to_dict(), option=orjson.OPT_INDENT_2).decode() + "\n")
+    else:
+        Console(highlight=False).print(render(report))
+    raise typer.Exit(0 if report.ok else 1)
 
 
 @app.command()
