@@ -20,6 +20,7 @@ ConfigOpt = Annotated[str | None, typer.Option("--config", help="TOML config fil
 DeviceOpt = Annotated[str | None, typer.Option("--device", help="cpu | cuda | mps | auto")]
 DtypeOpt = Annotated[str | None, typer.Option("--dtype", help="auto | float32 | float16 | bfloat16")]
 OfflineOpt = Annotated[bool | None, typer.Option("--offline/--online", help="Never contact a model hub.")]
+QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No download progress bars (shown only on a terminal).")]
 
 
 def _settings(config: str | None = None, **overrides):
@@ -63,13 +64,14 @@ def serve(
     ray_address: Annotated[str | None, typer.Option(help="Ray: cluster to join (default: start a local one).")] = None,
     replica_cpus: Annotated[float, typer.Option(help="Ray: CPUs reserved per replica.")] = 1.0,
     replica_gpus: Annotated[float, typer.Option(help="Ray: GPUs reserved per replica.")] = 0.0,
+    quiet: QuietOpt = False,
 ) -> None:
     """Start the HTTP server (or, with --ray, a Ray Serve application of N replicas)."""
     settings = _settings(config, models=_csv(models), host=host, port=port, device=device, dtype=dtype,
                          api_keys=api_key or None, runtime=runtime, quant=quant, threads=threads,
                          gguf_ctx_size=ctx_size, gguf_batch_size=llama_batch,
                          offline=offline, max_batch_tokens=max_batch_tokens, max_batch_size=max_batch_size,
-                         log_format=log_format, bundle=bundle)
+                         log_format=log_format, bundle=bundle, quiet=quiet or None)
     if ray:
         from .ray_serve import RayOptions, run_ray
 
@@ -174,8 +176,9 @@ def inspect_checkpoint(
 @app.command()
 def pull(model: Annotated[str, typer.Argument(help="Catalog id or Hugging Face repo id.")],
          cache_dir: Annotated[str | None, typer.Option(help="Cache folder.")] = None,
-         quant: Annotated[str | None, typer.Option(help="Only this GGUF quantisation.")] = None) -> None:
-    """Download a model's files into the local cache (with a progress bar)."""
+         quant: Annotated[str | None, typer.Option(help="Only this GGUF quantisation.")] = None,
+         quiet: QuietOpt = False) -> None:
+    """Download the files a model needs into the local cache (one line with size and licence, then progress)."""
     from .catalog import lookup
     from .runtimes import hub
 
@@ -197,8 +200,17 @@ def pull(model: Annotated[str, typer.Argument(help="Catalog id or Hugging Face r
     elif quant:
         console.print(f"[red]{model} has no GGUF files in the catalog; --quant applies to GGUF repos only[/red]")
         raise typer.Exit(2)
+    elif row and row.bundled_path and hub.bundled_folder(row.bundled_path):
+        console.print(f"[green]{row.id}[/green] ships with jinaserve ({hub.bundled_folder(row.bundled_path)}): "
+                      f"nothing to download")
+        return
+    from .models.files import select_download
+
     try:
-        path = hub.fetch(repo, revision=revision, cache_dir=cache_dir, allow_patterns=patterns, progress=True)
+        path = hub.fetch(repo, revision=revision, cache_dir=cache_dir, allow_patterns=patterns,
+                         select=None if patterns else (lambda names: select_download(names, row)), quiet=quiet,
+                         model=row.id if row else None, licence=row.licence if row else None,
+                         say=lambda line: console.print(line, highlight=False))
     except hub.WeightsUnavailableError as exc:
         console.print(f"[red]pull failed:[/red] {exc}")
         raise typer.Exit(1) from exc

@@ -39,7 +39,7 @@ def load_options(settings: Settings) -> LoadOptions:
     return LoadOptions(device=settings.device, dtype=settings.dtype, threads=settings.threads,
                        runtime=settings.runtime, quant=settings.quant, offline=settings.offline,
                        gguf_ctx_size=settings.gguf_ctx_size, gguf_batch_size=settings.gguf_batch_size,
-                       cache_dir=settings.cache_dir, trust_remote_code=settings.trust_remote_code,
+                       cache_dir=settings.cache_dir, quiet=settings.quiet, trust_remote_code=settings.trust_remote_code,
                        image_policy=ImageFetchPolicy.from_settings(settings),
                        rerank_block_tokens=settings.rerank_block_tokens)
 

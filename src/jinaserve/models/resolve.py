@@ -89,19 +89,21 @@ def resolve(arg: str) -> ModelRef:
 
 
 def locate(ref: ModelRef, opts: LoadOptions) -> tuple[ModelRef, Path]:
-    """The folder holding `ref`'s weights; downloads from the hub unless offline."""
+    """The folder holding `ref`'s weights: a named folder, a bundled copy (a catalog row shipped in a Python
+    package is never downloaded), the HF cache, or a download of the files its family needs."""
     if ref.local_path is not None:
         return ref, ref.local_path
     assert ref.repo is not None
-    try:
-        folder = hub.fetch(ref.repo, revision=ref.spec.revision, cache_dir=opts.cache_dir,
-                           offline=opts.offline)
-    except hub.WeightsUnavailableError:
-        bundled = hub.bundled_folder(ref.spec.bundled_path) if ref.spec.bundled_path else None
-        if bundled is None:
-            raise
-        log.info("using the bundled copy of %s from %s", ref.spec.id, bundled)
-        folder = bundled
+    bundled = hub.bundled_folder(ref.spec.bundled_path) if ref.spec.bundled_path else None
+    if bundled is not None and ref.repo == ref.spec.hf_repo:
+        log.info("using the bundled copy of %s from %s (no download)", ref.spec.id, bundled)
+        return ref, bundled
+    from .files import select_download
+
+    spec = ref.spec if ref.spec.family else None
+    folder = hub.fetch(ref.repo, revision=ref.spec.revision, cache_dir=opts.cache_dir, offline=opts.offline,
+                       select=lambda names: select_download(names, spec), quiet=opts.quiet,
+                       model=ref.served_id, licence=spec.licence if spec else None)
     if not ref.spec.family:
         ref = replace(ref, spec=detect_spec(folder, ref.served_id, ref.repo))
     return ref, folder
