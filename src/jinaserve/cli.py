@@ -142,14 +142,37 @@ def list_models(as_json: Annotated[bool, typer.Option("--json", help="JSON outpu
     if as_json:
         sys.stdout.write(orjson.dumps(rows, option=orjson.OPT_INDENT_2).decode() + "\n")
         return
-    table = Table(title="jinaserve model catalog")
-    for col in ("id", "kind", "tasks", "dims", "max tokens", "size", "licence", "cached"):
-        table.add_column(col)
-    for r in rows:
-        table.add_row(r["id"], r["kind"], ", ".join(r["tasks"]) or "-", str(r["dimensions"] or "-"),
-                      str(r["max_tokens"]), r["params"] or "-", r["licence"],
-                      "yes" if r["cached"] else ("bundled" if r["bundled"] else "no"))
-    Console().print(table)
+    out = Console()
+    for i, table in enumerate(catalog_tables(rows, wide=out.width >= 130)):
+        out.print(*([""] if i else []), table)
+    out.print("\nTasks, prompts and files of one model: jinaserve inspect ID (all fields: --json)", highlight=False)
+
+
+def catalog_tables(rows: list[dict], *, wide: bool) -> list[Table]:
+    """One table per kind. The id column is never cut (it is what users copy): at 80 columns the table
+    keeps id, dims, max tokens, licence and cached; wider terminals also get tasks and size."""
+
+    tables = []
+    id_width = max(len(r["id"]) for r in rows)
+    for kind, title in (("embedding", "Embedding models"), ("rerank", "Rerankers")):
+        table = Table(title=title, title_justify="left", title_style="bold", box=None, header_style="bold underline",
+                      pad_edge=False, padding=(0, 1, 0, 0))
+        table.add_column("id", no_wrap=True, min_width=id_width)
+        table.add_column("dims", justify="right", no_wrap=True)
+        table.add_column("tokens", justify="right", no_wrap=True)
+        if wide:
+            table.add_column("tasks", overflow="fold")
+            table.add_column("size", no_wrap=True)
+        table.add_column("licence", min_width=13)
+        table.add_column("cached", no_wrap=True)
+        for r in (r for r in rows if r["kind"] == kind):
+            cells = [r["id"], str(r["dimensions"] or "-"), str(r["max_tokens"])]
+            if wide:
+                cells += [", ".join(r["tasks"]) or "-", r["params"] or "-"]
+            cells += [r["licence"], "yes" if r["cached"] else ("bundled" if r["bundled"] else "no")]
+            table.add_row(*cells)
+        tables.append(table)
+    return tables
 
 
 @app.command("inspect")

@@ -10,6 +10,7 @@ from typing import Literal
 
 from .. import metrics
 from ..catalog import lookup
+from ..catalog.licences import licence_notice
 from ..config import DEFAULT_MODELS, OFFLINE_FALLBACK_MODEL, Settings
 from ..errors import ModelLoadError, ModelNotFoundError, ModelNotReadyError
 from ..images import ImageFetchPolicy
@@ -138,8 +139,12 @@ class ModelRegistry:
             self._status[key] = ModelStatus(key, "ready", kind=service.kind, load_seconds=load_seconds,
                                             served_id=service.id)
         metrics.MODEL_READY.labels(service.id).set(1)
-        log.info("model %s ready (%s)%s", service.id, service.kind,
-                 f" in {load_seconds:.1f}s" if load_seconds is not None else "")
+        licence = service.spec.licence or "unknown"
+        log.info("model %s ready (%s)%s; licence %s", service.id, service.kind,
+                 f" in {load_seconds:.1f}s" if load_seconds is not None else "", licence)
+        notice = licence_notice(service.id, licence)
+        if notice:  # one clear line for licences that forbid commercial use
+            log.warning("licence notice: %s", notice)
 
     # ------------------------------------------------------------------ look-up
     @property
