@@ -50,7 +50,9 @@ def uses_llamacpp(ref: ModelRef, runtime: str) -> bool:
     if runtime == "llamacpp":
         return True
     if ref.local_path is not None:
-        return ref.local_path.suffix.lower() == ".gguf" or not ref.spec.family
+        p = ref.local_path
+        gguf_folder = p.is_dir() and not (p / "config.json").is_file() and any(p.glob("*.gguf"))
+        return p.suffix.lower() == ".gguf" or not ref.spec.family or gguf_folder
     return ref.spec.hf_repo is None and ref.spec.gguf is not None
 
 

@@ -301,3 +301,32 @@ def unrecognised_jina_error(facts: FolderFacts) -> UnrecognisedCheckpointError:
         f"loader knows how to run it correctly. Found: {facts.summary()}. If it is a catalog model (`jinaserve "
         f"models`), serve it under that name: --models NAME={facts.folder} (e.g. jina-embeddings-v3="
         f"{facts.folder}); `jinaserve inspect {facts.folder}` shows what was found.")
+
+
+# ----------------------------------------------------------------------------------------------- GGUF files
+_QUANT_SUFFIX = re.compile(r"[-_.](?:[A-Za-z]*\d[A-Za-z0-9_]*)$")  # -F16, -Q8_0, -BF16, -IQ4_XS, -Q4_K_M
+
+
+def _gguf_row(name: str) -> ModelSpec | None:
+    name = name.removesuffix("-GGUF").removesuffix("-gguf")
+    row = lookup(name)
+    if row is None:  # a repo id of a row's GGUF repo (jinaai/jina-reranker-v3-GGUF)
+        row = next((r for r in CATALOG.values() if r.gguf and r.gguf.repo.lower() in (name.lower(),
+                                                                                      f"{name}-gguf".lower())), None)
+    return row if row is not None and row.gguf is not None else None
+
+
+def recognise_gguf(files: Iterable[Path], folder: Path) -> ModelSpec | None:
+    """The catalog row of GGUF files from the names they are published under: the file name
+    (`<repo name without -GGUF>-<QUANT>.gguf`) or the HF cache repo (`models--jinaai--<name>-GGUF`)."""
+    names = [f.stem for f in files if not f.name.startswith("lora-") and "-lora-" not in f.name]
+    candidates = [c for n in names for c in (n, _QUANT_SUFFIX.sub("", n))]
+    repo = cache_repo_id(folder)
+    if repo:
+        candidates += [repo, repo.split("/", 1)[-1]]
+    for name in candidates:
+        row = _gguf_row(name)
+        if row is not None:
+            log.info("recognised the GGUF files in %s as %s (from the name %s)", folder, row.id, name)
+            return row
+    return None

@@ -13,7 +13,7 @@ from pathlib import Path
 from ..catalog import ModelSpec, lookup
 from ..errors import ModelNotFoundError
 from ..runtimes import hub
-from .detect import FolderFacts, recognise, unrecognised_jina_error
+from .detect import FolderFacts, recognise, recognise_gguf, unrecognised_jina_error
 from .loading import LoadOptions
 
 log = logging.getLogger("jinaserve.resolve")
@@ -62,7 +62,7 @@ def resolve(arg: str) -> ModelRef:
     alias, target = split_alias(arg)
     path = Path(target).expanduser()
     if path.is_file() and path.suffix.lower() == ".gguf":  # llama.cpp runtime; no row: read from the GGUF
-        row = lookup(alias) if alias else None
+        row = lookup(alias) if alias else recognise_gguf([path], path.resolve().parent)
         served = alias or path.stem
         spec = replace(row, id=served) if row else ModelSpec(id=served, family="", kind="embedding")
         return ModelRef(served, spec, local_path=path.resolve())
@@ -71,7 +71,8 @@ def resolve(arg: str) -> ModelRef:
         row = lookup(alias) if alias else lookup(path.resolve().name)
         served = alias or path.resolve().name
         if row is None and not (path / "config.json").is_file() and any(path.glob("*.gguf")):
-            spec = ModelSpec(id=served, family="", kind="embedding")  # a folder of GGUF files
+            row = recognise_gguf(sorted(path.glob("*.gguf")), path.resolve())  # a folder of GGUF files
+            spec = replace(row, id=served) if row else ModelSpec(id=served, family="", kind="embedding")
         else:
             spec = replace(row, id=served) if row else detect_spec(path, served)
         return ModelRef(served, spec, local_path=path.resolve())
