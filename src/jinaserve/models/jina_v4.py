@@ -47,11 +47,12 @@ from torch import nn
 from torch.nn import functional as F
 
 from ..catalog import ModelSpec
+from ..catalog.jina_v4 import V4_REFERENCE_PIXELS
 from ..errors import FieldError, InvalidInputError, ModelLoadError, TokenLimitExceededError, ValidationFailedError
 from ..images import ImageFetchPolicy, load_images
 from ..jobs import EmbedInput, EmbedOptions, RerankJob, RerankResult
 from .base import EmbedPlan, RerankPlan, WorkItem
-from .image_processing import load_image_processor, vision_missing
+from .image_processing import folder_pixel_bounds, load_image_processor, vision_missing
 from .loading import LoadOptions
 from .text import check_token_ids, tokenize
 from .text_embedding import TextEmbeddingFamily
@@ -453,6 +454,11 @@ class JinaV4Family(TextEmbeddingFamily):
         model = load_backbone(Qwen2_5_VLForConditionalGeneration, folder, config, device=device, dtype=dtype)
         tokenizer = AutoTokenizer.from_pretrained(str(folder))
         image_processor = load_image_processor(folder, spec.id, _pixels(spec))
+        own = folder_pixel_bounds(folder)
+        if _pixels(spec) is None and own is not None and own != V4_REFERENCE_PIXELS:
+            log.info("%s: the folder's preprocessor allows %d..%d image pixels while the -vllm-* rows use the "
+                     "catalog's v4 reference bounds %d..%d: the same image gives different vectors on them (the "
+                     "bounds are V4_REFERENCE_PIXELS in catalog/jina_v4.py)", spec.id, *own, *V4_REFERENCE_PIXELS)
 
         projector = None
         if "return_multivector" in spec.options:
