@@ -7,18 +7,18 @@ only the files can say what it is.
 
 from __future__ import annotations
 
+import shutil
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
 
 import ck_layouts as L
 
-from helpers import build_tiny_bert, minilm_dir
+from helpers import build_tiny_bert, minilm_dir, torch_threads
 
 
 @dataclass(frozen=True)
@@ -32,11 +32,8 @@ class Case:
 
 @pytest.fixture(autouse=True, scope="module")
 def _one_thread():
-    """Tiny models: one intra-op thread is fastest, and the machine is shared (restored afterwards)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+    with torch_threads(1):  # tiny models: one thread is fastest, and the machine is shared
+        yield
 
 
 @pytest.fixture(scope="session")
@@ -101,7 +98,7 @@ def layouts(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Case]:
     for extra in ("adapters", "modules.json", "config_sentence_transformers.json"):
         p = plain / extra
         if p.is_dir():
-            L.shutil.rmtree(p)
+            shutil.rmtree(p)
         elif p.exists():
             p.unlink()
     L.edit_config(plain, model_type="eurobert", architectures=["EuroBertModel"], auto_map=None, task_names=None)
