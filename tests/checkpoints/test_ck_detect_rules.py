@@ -121,10 +121,16 @@ def test_plain_checkpoints_still_use_the_generic_families(tmp_path, tiny_bert_fo
     assert (spec.family, spec.kind, spec.licence) == ("cross_encoder", "rerank", "mit")
 
 
-def test_legacy_detect_architectures_key_still_works(tmp_path):
-    f = FolderFacts.read(folder(tmp_path, "a", {"architectures": ["NewArch"]}))
+def test_legacy_detect_architectures_and_detect_config_keys_still_work(tmp_path):
+    f = FolderFacts.read(folder(tmp_path, "a", {"architectures": ["NewArch"], "text_config": {"base": "b2"}}))
     legacy = row("legacy", detect_architectures=("NewArch",))
     assert recognise(f, [legacy]).row.id == "legacy"  # type: ignore[union-attr]
+    # `detect_config`: dotted key -> allowed values, telling apart rows that share an architecture
+    v1 = row("v1", detect_architectures=("NewArch",), detect_config={"text_config.base": ["b1"]})
+    v2 = row("v2", detect_architectures=("NewArch",), detect_config={"text_config.base": ["b2", "b3"]})
+    assert recognise(f, [v1, v2]).row.id == "v2"  # type: ignore[union-attr]
+    assert recognise(f, [v1]) is None
+    assert Detect(config={"k": ("a", "b")}).specificity == 1
 
 
 def test_catalog_rules_are_consistent():

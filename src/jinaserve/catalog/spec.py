@@ -42,7 +42,8 @@ class Detect:
     model_type: tuple[str, ...] = ()  # config.json `model_type` is one of these
     auto_map: tuple[str, ...] = ()  # some config.json `auto_map` value contains one of these substrings
     config_keys: tuple[str, ...] = ()  # each key is in config.json with a non-empty value
-    config: dict[str, Any] = field(default_factory=dict)  # dotted key -> value: equal to it (a list: contains it)
+    # dotted key -> expected: the value equals it, is one of them (a tuple), or (a list value) contains it
+    config: dict[str, Any] = field(default_factory=dict)
     files: tuple[str, ...] = ()  # each glob (relative to the folder) matches a file or folder
     no_files: tuple[str, ...] = ()  # no glob matches
     st_modules: tuple[str, ...] = ()  # modules.json lists a module whose type contains one of these
@@ -88,14 +89,18 @@ class ModelSpec:
     bundled_path: str | None = None
     # Family-specific facts (projector sizes, special tokens, image settings...).
     extra: dict[str, Any] = field(default_factory=dict)
-    # How a local folder of this model is recognised from its own files (see `Detect`). The older
-    # `extra["detect_architectures"]` key still works: it counts as `Detect(architectures=...)`.
+    # How a local folder of this model is recognised from its own files (see `Detect`). The older keys
+    # `extra["detect_architectures"]` (+ `extra["detect_config"]`: dotted key -> allowed values) still work:
+    # they count as `Detect(architectures=..., config={key: (allowed, ...)})`.
     detect: tuple[Detect, ...] = ()
 
     @property
     def detect_rules(self) -> tuple[Detect, ...]:
         legacy = tuple(self.extra.get("detect_architectures", ()))
-        return (*self.detect, *((Detect(architectures=legacy),) if legacy else ()))
+        if not legacy:
+            return self.detect
+        allowed = {k: tuple(v) for k, v in (self.extra.get("detect_config") or {}).items()}
+        return (*self.detect, Detect(architectures=legacy, config=allowed))
 
     @property
     def task_names(self) -> list[str]:

@@ -243,7 +243,7 @@ def rule_matches(rule: Detect, facts: FolderFacts) -> bool:
         return False
     for key, expected in rule.config.items():
         present, value = facts.config_value(key)
-        if not present or not (value == expected or (isinstance(value, list) and expected in value)):
+        if not present or not _config_holds(value, expected):
             return False
     if not all(facts.has(p) for p in rule.files) or any(facts.has(p) for p in rule.no_files):
         return False
@@ -251,6 +251,12 @@ def rule_matches(rule: Detect, facts: FolderFacts) -> bool:
         return False
     prompts = facts.st_prompts
     return all(prompts.get(name) == text for name, text in rule.st_prompts.items())
+
+
+def _config_holds(value: Any, expected: Any) -> bool:
+    if isinstance(expected, tuple):  # one of these values
+        return any(_config_holds(value, e) for e in expected)
+    return value == expected or (isinstance(value, list) and expected in value)
 
 
 @dataclass
