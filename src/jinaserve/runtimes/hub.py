@@ -132,8 +132,9 @@ def plan_line(plan: DownloadPlan, model: str | None = None, catalog_licence: str
         licence = f"{licence} (model card: {plan.licence})"
     note = " (non-commercial use only)" if is_non_commercial(licence) else ""
     who = f"{model} ({plan.repo})" if model and model != plan.repo else plan.repo
-    skipped = f"; {plan.skipped} files not needed are skipped" if plan.skipped else ""
-    return (f"downloading {who}: {len(plan.files)} files, {human_bytes(plan.total_bytes)}, licence "
+    n, k = len(plan.files), plan.skipped
+    skipped = f"; {k} file{'s' * (k != 1)} not needed {'are' if k != 1 else 'is'} skipped" if k else ""
+    return (f"downloading {who}: {n} file{'s' * (n != 1)}, {human_bytes(plan.total_bytes)}, licence "
             f"{licence or 'unknown'}{note}{skipped}")
 
 
