@@ -1,4 +1,4 @@
-"""Command line: `jinaserve serve | models | pull | bundle | embed | rerank`."""
+"""Command line: `jinaserve serve | models | inspect | pull | bundle | embed | rerank`."""
 
 from __future__ import annotations
 
@@ -20,6 +20,7 @@ ConfigOpt = Annotated[str | None, typer.Option("--config", help="TOML config fil
 DeviceOpt = Annotated[str | None, typer.Option("--device", help="cpu | cuda | mps | auto")]
 DtypeOpt = Annotated[str | None, typer.Option("--dtype", help="auto | float32 | float16 | bfloat16")]
 OfflineOpt = Annotated[bool | None, typer.Option("--offline/--online", help="Never contact a model hub.")]
+QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No download progress bars (shown only on a terminal).")]
 
 
 def _settings(config: str | None = None, **overrides):
@@ -65,13 +66,14 @@ def serve(
     ray_address: Annotated[str | None, typer.Option(help="Ray: cluster to join (default: start a local one).")] = None,
     replica_cpus: Annotated[float, typer.Option(help="Ray: CPUs reserved per replica.")] = 1.0,
     replica_gpus: Annotated[float, typer.Option(help="Ray: GPUs reserved per replica.")] = 0.0,
+    quiet: QuietOpt = False,
 ) -> None:
     """Start the HTTP server (or, with --ray, a Ray Serve application of N replicas)."""
     settings = _settings(config, models=_csv(models), host=host, port=port, device=device, dtype=dtype,
                          api_keys=api_key or None, runtime=runtime, quant=quant, threads=threads,
                          gguf_ctx_size=ctx_size, gguf_batch_size=llama_batch,
                          offline=offline, max_batch_tokens=max_batch_tokens, max_batch_size=max_batch_size,
-                         log_format=log_format, bundle=bundle, data_dir=data_dir)
+                         log_format=log_format, bundle=bundle, data_dir=data_dir, quiet=quiet or None)
     if ray:
         from .ray_serve import RayOptions, run_ray
 
@@ -142,21 +144,66 @@ def list_models(as_json: Annotated[bool, typer.Option("--json", help="JSON outpu
     if as_json:
         sys.stdout.write(orjson.dumps(rows, option=orjson.OPT_INDENT_2).decode() + "\n")
         return
-    table = Table(title="jinaserve model catalog")
-    for col in ("id", "kind", "tasks", "dims", "max tokens", "size", "licence", "cached"):
-        table.add_column(col)
-    for r in rows:
-        table.add_row(r["id"], r["kind"], ", ".join(r["tasks"]) or "-", str(r["dimensions"] or "-"),
-                      str(r["max_tokens"]), r["params"] or "-", r["licence"],
-                      "yes" if r["cached"] else ("bundled" if r["bundled"] else "no"))
-    Console().print(table)
+    out = Console()
+    for i, table in enumerate(catalog_tables(rows, wide=out.width >= 130)):
+        out.print(*([""] if i else []), table)
+    out.print("\nTasks, prompts and files of one model: jinaserve inspect ID (all fields: --json)", highlight=False)
+
+
+def catalog_tables(rows: list[dict], *, wide: bool) -> list[Table]:
+    """One table per kind. The id column is never cut (it is what users copy): at 80 columns the table
+    keeps id, dims, max tokens, licence and cached; wider terminals also get tasks and size."""
+
+    tables = []
+    id_width = max(len(r["id"]) for r in rows)
+    for kind, title in (("embedding", "Embedding models"), ("rerank", "Rerankers")):
+        table = Table(title=title, title_justify="left", title_style="bold", box=None, header_style="bold underline",
+                      pad_edge=False, padding=(0, 1, 0, 0))
+        table.add_column("id", no_wrap=True, min_width=id_width)
+        table.add_column("dims", justify="right", no_wrap=True)
+        table.add_column("tokens", justify="right", no_wrap=True)
+        if wide:
+            table.add_column("tasks", overflow="fold")
+            table.add_column("size", no_wrap=True)
+        table.add_column("licence", min_width=13)
+        table.add_column("cached", no_wrap=True)
+        for r in (r for r in rows if r["kind"] == kind):
+            cells = [r["id"], str(r["dimensions"] or "-"), str(r["max_tokens"])]
+            if wide:
+                cells += [", ".join(r["tasks"]) or "-", r["params"] or "-"]
+            cells += [r["licence"], "yes" if r["cached"] else ("bundled" if r["bundled"] else "no")]
+            table.add_row(*cells)
+        tables.append(table)
+    return tables
+
+
+@app.command("inspect")
+def inspect_checkpoint(
+    target: Annotated[str, typer.Argument(help="A checkpoint folder, NAME=folder, a .gguf file, or a catalog id / "
+                                               "Hugging Face repo id in the local cache (never downloads).")],
+    as_json: Annotated[bool, typer.Option("--json", help="JSON output.")] = False,
+    load: Annotated[bool, typer.Option("--load", help="Also load the model (offline, on the CPU).")] = False,
+    cache_dir: Annotated[str | None, typer.Option(help="Model cache folder.")] = None,
+) -> None:
+    """What a checkpoint is (family, layout, tasks, dims, licence, missing files); exit 1 if it would not load."""
+    from .inspection import inspect_target, render
+    from .logs import setup_logging
+
+    setup_logging("console", "warning")
+    report = inspect_target(target, cache_dir=cache_dir, load=load)
+    if as_json:
+        sys.stdout.write(orjson.dumps(report.to_dict(), option=orjson.OPT_INDENT_2).decode() + "\n")
+    else:
+        Console(highlight=False).print(render(report))
+    raise typer.Exit(0 if report.ok else 1)
 
 
 @app.command()
 def pull(model: Annotated[str, typer.Argument(help="Catalog id or Hugging Face repo id.")],
          cache_dir: Annotated[str | None, typer.Option(help="Cache folder.")] = None,
-         quant: Annotated[str | None, typer.Option(help="Only this GGUF quantisation.")] = None) -> None:
-    """Download a model's files into the local cache (with a progress bar)."""
+         quant: Annotated[str | None, typer.Option(help="Only this GGUF quantisation.")] = None,
+         quiet: QuietOpt = False) -> None:
+    """Download the files a model needs into the local cache (one line with size and licence, then progress)."""
     from .catalog import lookup
     from .runtimes import hub
 
@@ -178,8 +225,17 @@ def pull(model: Annotated[str, typer.Argument(help="Catalog id or Hugging Face r
     elif quant:
         console.print(f"[red]{model} has no GGUF files in the catalog; --quant applies to GGUF repos only[/red]")
         raise typer.Exit(2)
+    elif row and row.bundled_path and hub.bundled_folder(row.bundled_path):
+        console.print(f"[green]{row.id}[/green] ships with jinaserve ({hub.bundled_folder(row.bundled_path)}): "
+                      f"nothing to download")
+        return
+    from .models.files import select_download
+
     try:
-        path = hub.fetch(repo, revision=revision, cache_dir=cache_dir, allow_patterns=patterns, progress=True)
+        path = hub.fetch(repo, revision=revision, cache_dir=cache_dir, allow_patterns=patterns,
+                         select=None if patterns else (lambda names: select_download(names, row)), quiet=quiet,
+                         model=row.id if row else None, licence=row.licence if row else None,
+                         say=lambda line: console.print(line, highlight=False))
     except hub.WeightsUnavailableError as exc:
         console.print(f"[red]pull failed:[/red] {exc}")
         raise typer.Exit(1) from exc

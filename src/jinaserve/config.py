@@ -61,6 +61,8 @@ class Settings(BaseSettings):
     threads: int | None = Field(default=None, description="CPU threads for inference (default: all cores).")
     offline: bool = Field(default=False, description="Never contact a model hub; use local/cached files.")
     cache_dir: str | None = Field(default=None, description="Model cache folder (default: HF cache).")
+    quiet: bool = Field(default=False, description="No download progress bars (they are shown only when stderr is a "
+                        "terminal); the one line naming each download's model, size and licence is still logged.")
     bundle: str | None = Field(default=None, description="Serve an offline bundle made by `jinaserve bundle` "
                                "(its manifest names the models; implies offline).")
     trust_remote_code: bool = Field(default=False, description="Passed to the loaders; no family runs remote code "

@@ -13,6 +13,7 @@ from PIL import Image
 
 from helpers import RunningServer, server_in_thread
 from jinaserve.jobs import EmbedInput, EmbedOptions
+from jinaserve.models.detect import UnrecognisedCheckpointError
 from jinaserve.models.resolve import resolve
 
 H = {"Authorization": "Bearer x"}
@@ -67,7 +68,11 @@ def test_unknown_clip_text_backbone_is_not_taken_for_jina_clip(tmp_path, clip_v1
     cfg = json.loads((folder / "config.json").read_text())
     cfg["text_config"]["hf_model_name_or_path"] = "someone/other-bert"
     (folder / "config.json").write_text(json.dumps(cfg))
-    assert resolve(str(folder)).spec.family != "jina_clip"
+    # a JinaCLIPModel whose text tower is neither published one is a Jina folder no row matches: a loud error
+    # that says what was found and how to name it, never a generic loader
+    with pytest.raises(UnrecognisedCheckpointError, match="NAME=") as err:
+        resolve(str(folder))
+    assert "JinaCLIPModel" in str(err.value)
 
 
 def test_clip_every_v4_input_form_gives_the_same_vector(client, services):

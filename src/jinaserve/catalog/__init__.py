@@ -10,9 +10,9 @@ import importlib
 import pkgutil
 from dataclasses import replace
 
-from .spec import GGUFSpec, Kind, ModelSpec, Pooling, TaskSpec
+from .spec import Detect, GGUFSpec, Kind, ModelSpec, Pooling, TaskSpec
 
-__all__ = ["CATALOG", "GGUFSpec", "Kind", "ModelSpec", "Pooling", "TaskSpec", "all_models", "lookup"]
+__all__ = ["CATALOG", "Detect", "GGUFSpec", "Kind", "ModelSpec", "Pooling", "TaskSpec", "all_models", "lookup"]
 
 
 def _load_rows() -> dict[str, ModelSpec]:

@@ -68,7 +68,7 @@ ROWS: list[ModelSpec] = [
         dims=2048,
         matryoshka_dims=_V4_MRL,
         max_tokens=32768,
-        licence="Qwen Research License (non-commercial)",
+        licence="Qwen Research License",
         params="3.09B",
         description=f"jina-embeddings-v4 language model with the {desc} LoRA merged; GGUF only "
         f"(--runtime llamacpp): text only, no multi-vector output.",

@@ -10,7 +10,7 @@ cards):
 
 from __future__ import annotations
 
-from .spec import ModelSpec, TaskSpec
+from .spec import Detect, ModelSpec, TaskSpec
 
 V3_TASKS: tuple[TaskSpec, ...] = (
     TaskSpec("retrieval.query", adapter="retrieval_query",
@@ -44,10 +44,18 @@ ROWS: list[ModelSpec] = [
         params="570M",
         description="Multilingual XLM-RoBERTa + RoPE, 5 task LoRA adapters, Matryoshka, late chunking.",
         options=frozenset({"late_chunking"}),
+        # a folder of either published layout is served with this row whatever it is called (docs/checkpoints.md)
+        detect=(
+            Detect(model_type=("jina_embeddings_v3",), layout="native -hf layout (PEFT task adapter folders)"),
+            Detect(architectures=("JinaEmbeddingsV3Model",), layout="native -hf layout (PEFT task adapter folders)"),
+            # the original repo: `auto_map` to Jina's remote code and `lora_adaptations`, whatever `architectures`
+            # says (copies show XLMRobertaLoRA and XLMRobertaModel)
+            Detect(auto_map=("modeling_lora.XLMRobertaLoRA",), layout="remote-code layout (stacked task LoRAs)"),
+            Detect(model_type=("xlm-roberta",), config_keys=("lora_adaptations",),
+                   layout="remote-code layout (stacked task LoRAs)"),
+            Detect(architectures=("XLMRobertaLoRA",), layout="remote-code layout (stacked task LoRAs)"),
+        ),
         extra={
-            # A folder whose config names one of these architectures is served with this row
-            # (`jinaserve serve --models /path/to/snapshot`): native -hf layout and remote-code layout.
-            "detect_architectures": ("JinaEmbeddingsV3Model", "XLMRobertaLoRA"),
             # The remote-code checkpoint's adapter order (config `lora_adaptations`); used when a folder in
             # that layout has no such list in its config.
             "lora_adaptations": ["retrieval.query", "retrieval.passage", "separation", "classification",

@@ -7,7 +7,7 @@ probability in (0, 1).
 
 from __future__ import annotations
 
-from .spec import ModelSpec
+from .spec import Detect, ModelSpec
 
 ROWS: list[ModelSpec] = [
     ModelSpec(
@@ -24,9 +24,8 @@ ROWS: list[ModelSpec] = [
         description="Listwise reranker: Qwen3-0.6B backbone + 1024→512→512 projector; score = cosine of the "
         "projected query and document vectors (−1..1).",
         options=frozenset({"instruction", "max_doc_length", "return_embeddings"}),
+        detect=(Detect(architectures=("JinaForRanking",), layout="JinaForRanking (Qwen3 + projector)"),),
         extra={
-            # a local folder whose config names this architecture is served by this row
-            "detect_architectures": ("JinaForRanking",),
             "doc_token": "<|embed_token|>",
             "query_token": "<|rerank_token|>",
             "max_query_tokens": 512,
@@ -52,6 +51,9 @@ ROWS: list[ModelSpec] = [
             "max_query_tokens": 512,
             "window_overlap": 80,
         },
+        # the published config names stock XLM-R classification with an `auto_map` to Jina's flash code
+        detect=(Detect(architectures=("XLMRobertaForSequenceClassification",), auto_map=("modeling_xlm_roberta",),
+                       layout="flash XLM-RoBERTa cross-encoder (remote-code key names)"),),
     ),
     ModelSpec(
         id="jina-reranker-m0",
@@ -63,8 +65,8 @@ ROWS: list[ModelSpec] = [
         licence="CC-BY-NC-4.0",
         params="2.44B",
         description="Qwen2-VL-2B pointwise reranker with an MLP head; score = sigmoid(MLP(last) − 2.65) (0..1).",
+        detect=(Detect(architectures=("JinaVLForRanking",), layout="JinaVLForRanking (Qwen2-VL + score head)"),),
         extra={
-            "detect_architectures": ("JinaVLForRanking",),
             "score_token_id": 100,
             "logit_bias": 2.65,
             "max_query_tokens": 512,

@@ -30,6 +30,36 @@ class GGUFSpec:
 
 
 @dataclass(frozen=True)
+class Detect:
+    """One way to recognise a checkpoint folder as a catalog row, whatever the folder is called.
+
+    Every condition that is given must hold (an empty rule never matches). The rule format, the priority
+    order between matching rules and the folder facts they read are documented in docs/architecture.md
+    ("Adding a model family"); `jinaserve inspect FOLDER` shows which rule matched.
+    """
+
+    architectures: tuple[str, ...] = ()  # config.json `architectures` names one of these
+    model_type: tuple[str, ...] = ()  # config.json `model_type` is one of these
+    auto_map: tuple[str, ...] = ()  # some config.json `auto_map` value contains one of these substrings
+    config_keys: tuple[str, ...] = ()  # each key is in config.json with a non-empty value
+    # dotted key -> expected: the value equals it, is one of them (a tuple), or (a list value) contains it
+    config: dict[str, Any] = field(default_factory=dict)
+    files: tuple[str, ...] = ()  # each glob (relative to the folder) matches a file or folder
+    no_files: tuple[str, ...] = ()  # no glob matches
+    st_modules: tuple[str, ...] = ()  # modules.json lists a module whose type contains one of these
+    st_prompts: dict[str, str] = field(default_factory=dict)  # config_sentence_transformers.json prompts
+    priority: int = 0  # breaks a tie between equally specific rules of different rows (higher wins)
+    layout: str = ""  # what the rule recognises, for logs and `jinaserve inspect` (not a condition)
+
+    @property
+    def specificity(self) -> int:
+        """How many facts the rule checks: the more, the more specific (the better match)."""
+        return (bool(self.architectures) + bool(self.model_type) + bool(self.auto_map) + bool(self.st_modules)
+                + len(self.config_keys) + len(self.config) + len(self.files) + len(self.no_files)
+                + len(self.st_prompts))
+
+
+@dataclass(frozen=True)
 class ModelSpec:
     """One catalog row. `family` names the module in `jinaserve.models` that serves it."""
 
@@ -59,6 +89,18 @@ class ModelSpec:
     bundled_path: str | None = None
     # Family-specific facts (projector sizes, special tokens, image settings...).
     extra: dict[str, Any] = field(default_factory=dict)
+    # How a local folder of this model is recognised from its own files (see `Detect`). The older keys
+    # `extra["detect_architectures"]` (+ `extra["detect_config"]`: dotted key -> allowed values) still work:
+    # they count as `Detect(architectures=..., config={key: (allowed, ...)})`.
+    detect: tuple[Detect, ...] = ()
+
+    @property
+    def detect_rules(self) -> tuple[Detect, ...]:
+        legacy = tuple(self.extra.get("detect_architectures", ()))
+        if not legacy:
+            return self.detect
+        allowed = {k: tuple(v) for k, v in (self.extra.get("detect_config") or {}).items()}
+        return (*self.detect, Detect(architectures=legacy, config=allowed))
 
     @property
     def task_names(self) -> list[str]:

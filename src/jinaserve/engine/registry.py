@@ -10,6 +10,7 @@ from typing import Literal
 
 from .. import metrics
 from ..catalog import lookup
+from ..catalog.licences import licence_notice
 from ..config import DEFAULT_MODELS, OFFLINE_FALLBACK_MODEL, Settings
 from ..errors import ModelLoadError, ModelNotFoundError, ModelNotReadyError
 from ..images import ImageFetchPolicy
@@ -39,7 +40,7 @@ def load_options(settings: Settings) -> LoadOptions:
     return LoadOptions(device=settings.device, dtype=settings.dtype, threads=settings.threads,
                        runtime=settings.runtime, quant=settings.quant, offline=settings.offline,
                        gguf_ctx_size=settings.gguf_ctx_size, gguf_batch_size=settings.gguf_batch_size,
-                       cache_dir=settings.cache_dir, trust_remote_code=settings.trust_remote_code,
+                       cache_dir=settings.cache_dir, quiet=settings.quiet, trust_remote_code=settings.trust_remote_code,
                        image_policy=ImageFetchPolicy.from_settings(settings),
                        rerank_block_tokens=settings.rerank_block_tokens)
 
@@ -49,7 +50,9 @@ def uses_llamacpp(ref: ModelRef, runtime: str) -> bool:
     if runtime == "llamacpp":
         return True
     if ref.local_path is not None:
-        return ref.local_path.suffix.lower() == ".gguf" or not ref.spec.family
+        p = ref.local_path
+        gguf_folder = p.is_dir() and not (p / "config.json").is_file() and any(p.glob("*.gguf"))
+        return p.suffix.lower() == ".gguf" or not ref.spec.family or gguf_folder
     return ref.spec.hf_repo is None and ref.spec.gguf is not None
 
 
@@ -138,8 +141,12 @@ class ModelRegistry:
             self._status[key] = ModelStatus(key, "ready", kind=service.kind, load_seconds=load_seconds,
                                             served_id=service.id)
         metrics.MODEL_READY.labels(service.id).set(1)
-        log.info("model %s ready (%s)%s", service.id, service.kind,
-                 f" in {load_seconds:.1f}s" if load_seconds is not None else "")
+        licence = service.spec.licence or "unknown"
+        log.info("model %s ready (%s)%s; licence %s", service.id, service.kind,
+                 f" in {load_seconds:.1f}s" if load_seconds is not None else "", licence)
+        notice = licence_notice(service.id, licence)
+        if notice:  # one clear line for licences that forbid commercial use
+            log.warning("licence notice: %s", notice)
 
     # ------------------------------------------------------------------ look-up
     @property

@@ -8,12 +8,12 @@ is Linear(H→H) + ReLU + Linear(H→1) (`score.0`, `score.2` in the checkpoint)
 Image documents (`{"image": url | base64 | data URI}`, loaded by `jinaserve.images` with its fetch
 policy) take the place of the text: "**Document**:\\n<|vision_start|><|image_pad|>…<|vision_end|>\\n
 **Query**:\\n{query}", with `<|image_pad|>` repeated once per merged vision patch from the Qwen2-VL image
-processor (Pillow backend; min_pixels 3136, max_pixels 602112 as the published preprocessor, so at most
-~768 visual tokens). The model is transformers' native `Qwen2VLModel` (vision tower + language model,
-SDPA, no KV cache, no remote code). Text-only batches run the language model alone with positions
-0..n−1 (what Qwen2-VL's 3-axis rotary positions are for text); batches holding an image get their 3-D
-rotary positions from `get_rope_index`. Right padding with an attention mask keeps every sequence's
-positions as if it ran alone.
+processor (Pillow backend; min_pixels 3136, max_pixels 602112, which the reference `compute_score` forces
+whatever the preprocessor file says, so at most ~768 visual tokens). The model is transformers' native
+`Qwen2VLModel` (vision tower + language model, SDPA, no KV cache, no remote code). Text-only batches
+run the language model alone with positions 0..n−1 (what Qwen2-VL's 3-axis rotary positions are for
+text); batches holding an image get their 3-D rotary positions from `get_rope_index`. Right padding with
+an attention mask keeps every sequence's positions as if it ran alone.
 
 Checkpoint layouts accepted: the published one (`model.*` language model, `visual.*`, `score.*`) and
 transformers ≥ 4.52's (`model.language_model.*`, `model.visual.*`).
@@ -36,13 +36,15 @@ from ..images import ImageFetchPolicy, load_images
 from ..jobs import RerankJob, RerankResult
 from ..runtimes.torch_runtime import pad_batch
 from .base import ModelFamily, RerankPlan, WorkItem
+from .image_processing import load_image_processor, vision_missing
 from .loading import LoadOptions
 
 log = logging.getLogger("jinaserve.models.jina_reranker_m0")
 
 
 IMAGE_DOC = "<|vision_start|><|image_pad|><|vision_end|>"
-MIN_PIXELS, MAX_PIXELS = 3136, 602112  # the published preprocessor_config.json
+# the reference `compute_score` forces these bounds whatever preprocessor_config.json says
+REFERENCE_PIXELS = (3136, 602112)
 
 
 def build_prompt(query: str, doc: str) -> str:
@@ -107,7 +109,7 @@ class JinaRerankerM0Family(ModelFamily):
         tokenizer = AutoTokenizer.from_pretrained(str(folder))
         if cls_score_token_oob(spec, len(tokenizer), text_config.vocab_size):
             raise ValueError(f"{folder}: score token id is outside the vocabulary")
-        image_processor = load_m0_image_processor(folder)
+        image_processor = load_image_processor(folder, spec.id, REFERENCE_PIXELS)
         log.info("loaded %s from %s (Qwen2-VL, %d layers, hidden %d; text and image documents; %s, %s)",
                  spec.id, folder, text_config.num_hidden_layers, text_config.hidden_size, device, dtype)
         return cls(spec, model, score, tokenizer, device=device, image_processor=image_processor,
@@ -151,6 +153,8 @@ class JinaRerankerM0Family(ModelFamily):
             bad = [i for i in image_idx if job.documents[i].image is None]
             if bad:
                 raise InvalidInputError(f"Document at index {bad[0]} has neither text nor an image")
+            if self.image_processor is None:
+                raise vision_missing(self.spec.id)
             images = load_images([job.documents[i].image for i in image_idx], policy=self.image_policy,
                                  indices=image_idx)
         with self._tokenizer_lock:
@@ -193,15 +197,6 @@ class JinaRerankerM0Family(ModelFamily):
 
 def cls_score_token_oob(spec: ModelSpec, tokenizer_size: int, vocab_size: int) -> bool:
     return int(spec.extra.get("score_token_id", 100)) >= max(tokenizer_size, vocab_size)
-
-
-def load_m0_image_processor(folder: Path) -> Any:
-    """The Qwen2-VL image processor on its Pillow backend, with the published m0 pixel bounds by default."""
-    from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil
-
-    if (folder / "preprocessor_config.json").is_file():
-        return Qwen2VLImageProcessorPil.from_pretrained(str(folder))
-    return Qwen2VLImageProcessorPil(size={"shortest_edge": MIN_PIXELS, "longest_edge": MAX_PIXELS})
 
 
 def _load_score_head(folder: Path, hidden: int) -> torch.nn.Module:

@@ -122,7 +122,9 @@ def detect_layout(config: dict[str, Any]) -> Layout:
     if config.get("model_type") == "jina_embeddings_v3":
         return "hf"
     archs = config.get("architectures") or []
-    if "lora_adaptations" in config or "XLMRobertaLoRA" in archs:
+    auto_map = config.get("auto_map") or {}
+    remote_code = any("modeling_lora" in str(v) for v in (auto_map.values() if isinstance(auto_map, dict) else []))
+    if "lora_adaptations" in config or "XLMRobertaLoRA" in archs or remote_code:
         return "remote"
     raise ModelLoadError(
         f"not a jina-embeddings-v3 checkpoint: model_type {config.get('model_type')!r}, architectures {archs}; "

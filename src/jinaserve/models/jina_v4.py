@@ -47,10 +47,12 @@ from torch import nn
 from torch.nn import functional as F
 
 from ..catalog import ModelSpec
+from ..catalog.jina_v4 import V4_REFERENCE_PIXELS
 from ..errors import FieldError, InvalidInputError, ModelLoadError, TokenLimitExceededError, ValidationFailedError
 from ..images import ImageFetchPolicy, load_images
 from ..jobs import EmbedInput, EmbedOptions, RerankJob, RerankResult
 from .base import EmbedPlan, RerankPlan, WorkItem
+from .image_processing import folder_pixel_bounds, load_image_processor, vision_missing
 from .loading import LoadOptions
 from .text import check_token_ids, tokenize
 from .text_embedding import TextEmbeddingFamily
@@ -144,6 +146,19 @@ def _canonical_module(name: str) -> str:
     return name
 
 
+# Adapter modules that may map to nothing in the embedding model: the language-model head, which an
+# embedding never runs (the backbone is loaded without using it). Any other unmapped module fails the load.
+HARMLESS_UNMAPPED = ("lm_head",)
+
+
+def _maps_to_module(model: nn.Module, name: str) -> bool:
+    try:
+        model.get_submodule(name)
+    except AttributeError:
+        return False
+    return True
+
+
 def read_multitask_lora(folder: Path) -> dict[str, dict[str, dict[str, Any]]]:
     """{module: {task: {"A", "B"[, "bias"], "scale"}}} from the single PEFT folder of v4.
 
@@ -167,10 +182,14 @@ def read_multitask_lora(folder: Path) -> dict[str, dict[str, dict[str, Any]]]:
     else:
         raw = torch.load(str(folder / "adapter_model.bin"), map_location="cpu", weights_only=True)
     out: dict[str, dict[str, dict[str, Any]]] = {}
+    unknown = sorted(key for key in raw if _LORA_KEY.match(key) is None)
+    if unknown:
+        raise ModelLoadError(f"{folder}: {len(unknown)} adapter tensors are not LoRA factors of the form "
+                             f"'<module>.lora_A.<task>.weight' / 'lora_B.<task>.weight|bias': {unknown[:8]}; "
+                             f"only plain LoRA adapters are supported")
     for key, value in raw.items():
         m = _LORA_KEY.match(key)
-        if m is None:
-            continue
+        assert m is not None
         module = _canonical_module(m["module"])
         slot = "bias" if m["kind"] == "bias" else m["ab"]
         if slot == "bias" and m["ab"] == "A":
@@ -201,20 +220,26 @@ def attach_lora(model: nn.Module, projector: nn.Linear | None, folder: Path, tas
     missing = [t for t in tasks if t not in available]
     if missing:
         raise ModelLoadError(f"{folder}: no LoRA weights for task(s) {missing}; the adapter has {sorted(available)}")
+    unmapped = [m for m in loras if not _maps_to_module(model, m) and not m.endswith("multi_vector_projector")]
+    harmful = [m for m in unmapped if not m.startswith(HARMLESS_UNMAPPED)]
+    if harmful:
+        raise ModelLoadError(f"{folder}: {len(harmful)} adapter modules map to no module of the model, so their "
+                             f"LoRA would be silently dropped: {harmful[:8]}. The adapter does not belong to this "
+                             f"checkpoint (or uses module names jinaserve does not know); nothing was loaded.")
+    if unmapped:  # only modules the embedding path never runs (documented in HARMLESS_UNMAPPED)
+        log.info("%s: LoRA weights of %d modules outside the embedding path are not needed: %s", folder,
+                 len(unmapped), unmapped[:3])
     count = 0
-    skipped: list[str] = []
     for module, per_task in loras.items():
+        if module in unmapped:
+            continue
         if module.endswith("multi_vector_projector"):
-            if projector is None:
+            if projector is None:  # a row without multi-vector output does not load the projector
                 continue
             wrapper = projector if isinstance(projector, TaskLoRALinear) else TaskLoRALinear(projector, active)
             projector = wrapper
         else:
-            try:
-                target = model.get_submodule(module)
-            except AttributeError:
-                skipped.append(module)
-                continue
+            target = model.get_submodule(module)
             if isinstance(target, TaskLoRALinear):
                 wrapper = target
             elif isinstance(target, nn.Linear):
@@ -227,9 +252,6 @@ def attach_lora(model: nn.Module, projector: nn.Linear | None, folder: Path, tas
             if task in tasks:
                 wrapper.add(task, ab["A"], ab["B"], float(ab["scale"]), ab.get("bias"))
         count += 1
-    if skipped:
-        # e.g. lm_head, which embeddings never run
-        log.debug("LoRA weights for modules not in the embedding path were ignored: %s", skipped[:5])
     if count == 0:
         raise ModelLoadError(f"{folder}: none of the LoRA target modules exist in the model")
     return projector, count
@@ -327,6 +349,8 @@ class JinaV4Family(TextEmbeddingFamily):
                 payloads[i] = V4Payload(ids, group, multivector)
 
         image_idx = [i for i, x in enumerate(inputs) if x.image is not None]
+        if image_idx and self.image_processor is None:
+            raise vision_missing(self.spec.id)
         if image_idx:
             images = load_images([inputs[i].image for i in image_idx], policy=self.image_policy, indices=image_idx,
                                  allow_local=options.in_process)
@@ -430,7 +454,12 @@ class JinaV4Family(TextEmbeddingFamily):
         config = Qwen2_5_VLConfig.from_dict(raw)
         model = load_backbone(Qwen2_5_VLForConditionalGeneration, folder, config, device=device, dtype=dtype)
         tokenizer = AutoTokenizer.from_pretrained(str(folder))
-        image_processor = load_image_processor(folder)
+        image_processor = load_image_processor(folder, spec.id, _pixels(spec))
+        own = folder_pixel_bounds(folder)
+        if _pixels(spec) is None and own is not None and own != V4_REFERENCE_PIXELS:
+            log.info("%s: the folder's preprocessor allows %d..%d image pixels while the -vllm-* rows use the "
+                     "catalog's v4 reference bounds %d..%d: the same image gives different vectors on them (the "
+                     "bounds are V4_REFERENCE_PIXELS in catalog/jina_v4.py)", spec.id, *own, *V4_REFERENCE_PIXELS)
 
         projector = None
         if "return_multivector" in spec.options:
@@ -448,6 +477,12 @@ class JinaV4Family(TextEmbeddingFamily):
                  dtype, hidden, projector is not None)
         return cls(spec, model, tokenizer, image_processor, device=device, projector=projector, active=active,
                    image_policy=opts.image_policy, max_tokens=max_tokens)
+
+
+def _pixels(spec: ModelSpec) -> tuple[int, int] | None:
+    """The row's fixed image bounds (the -vllm-* rows: the main v4 repo's), else the folder's own."""
+    bounds = spec.extra.get("image_pixels")
+    return (int(bounds[0]), int(bounds[1])) if bounds else None
 
 
 def _unit(v: np.ndarray) -> np.ndarray:
@@ -483,15 +518,6 @@ def load_backbone(model_cls: Any, folder: Path, config: Any, *, device: str, dty
     for p in model.parameters():
         p.requires_grad_(False)
     return model
-
-
-def load_image_processor(folder: Path) -> Any:
-    """The Qwen2-VL image processor on its Pillow backend (the torchvision one is not needed)."""
-    from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil
-
-    if (folder / "preprocessor_config.json").is_file():
-        return Qwen2VLImageProcessorPil.from_pretrained(str(folder))
-    return Qwen2VLImageProcessorPil()
 
 
 def load_projector(folder: Path, *, device: str, dtype: torch.dtype) -> nn.Linear:

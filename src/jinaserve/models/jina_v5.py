@@ -38,6 +38,7 @@ from typing import Any
 import torch
 
 from ..catalog import ModelSpec
+from ..errors import ModelLoadError
 from .loading import LoadOptions
 from .lora import MergedAdapters, PeftAdapters, load_adapters
 from .text_embedding import TextEmbeddingFamily
@@ -130,8 +131,8 @@ class JinaV5Family(TextEmbeddingFamily):
         names = sorted({t.adapter for t in spec.tasks if t.adapter})
         if names:
             if not (folder / "adapters").is_dir():
-                raise ValueError(f"{folder} has no adapters/ folder; model {spec.id!r} needs the task adapters "
-                                 f"{names} (for a per-task merged repo use its own catalog id)")
+                raise ModelLoadError(f"{folder} has no adapters/ folder; model {spec.id!r} needs the task adapters "
+                                     f"{names} (for a per-task merged repo use its own catalog id)")
             keep_base = any(t.adapter is None for t in spec.tasks)
             mode = spec.extra.get("adapter_mode", "merged")
             adapters = load_adapters(model, folder, names, mode, keep_base=keep_base, device=device)

@@ -18,6 +18,7 @@ class LoadOptions:
     gguf_batch_size: int | None = None
     offline: bool = False
     cache_dir: str | None = None
+    quiet: bool = False  # no download progress bars (they show only when stderr is a terminal anyway)
     trust_remote_code: bool = False
     # Listwise rerankers (jina-reranker-v3): cap on one block's context, in tokens (None = the model's).
     rerank_block_tokens: int | None = None

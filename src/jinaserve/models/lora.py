@@ -19,12 +19,15 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from collections import defaultdict
 from collections.abc import Hashable, Mapping
 from pathlib import Path
 
 import torch
 from torch import nn
+
+from ..errors import ModelLoadError
 
 log = logging.getLogger("jinaserve.models.lora")
 
@@ -36,37 +39,49 @@ AUTO_MERGE_MAX_SHARE = 0.5
 def adapter_folder(root: Path, name: str) -> Path:
     folder = root / "adapters" / name
     if not (folder / "adapter_config.json").is_file():
-        raise FileNotFoundError(f"{folder} has no adapter_config.json (expected the PEFT adapter of task {name!r})")
+        found = sorted(p.parent.name for p in (root / "adapters").glob("*/adapter_config.json"))
+        raise ModelLoadError(f"{folder} has no adapter_config.json: the PEFT adapter of task {name!r} is missing "
+                             f"(adapters found: {found or 'none'}). Download the whole repo again, or serve a "
+                             f"per-task merged checkpoint under its own catalog id.")
     return folder
 
 
+_LORA_KEY = re.compile(r"^(?P<module>.+)\.lora_(?P<part>[AB])(?:\.default)?\.weight$")
+
+
 def read_lora(folder: Path) -> tuple[dict, dict[str, tuple[torch.Tensor, torch.Tensor]]]:
-    """(adapter config, {module name: (A, B)}) from one PEFT LoRA folder."""
+    """(adapter config, {module name: (A, B)}) from one PEFT LoRA folder; any tensor that is not a LoRA
+    factor `<module>.lora_A.weight` / `lora_B.weight` fails the load (nothing is skipped silently)."""
     config = json.loads((folder / "adapter_config.json").read_text())
     if config.get("peft_type", "LORA") != "LORA":
-        raise ValueError(f"{folder}: only LoRA adapters are supported, got {config.get('peft_type')!r}")
+        raise ModelLoadError(f"{folder}: only LoRA adapters are supported, got {config.get('peft_type')!r}")
     if config.get("use_dora") or config.get("use_rslora") or config.get("rank_pattern") or config.get("alpha_pattern"):
-        raise ValueError(f"{folder}: DoRA / rsLoRA / per-module rank or alpha patterns are not supported")
+        raise ModelLoadError(f"{folder}: DoRA / rsLoRA / per-module rank or alpha patterns are not supported")
     weights_file = folder / "adapter_model.safetensors"
     if weights_file.is_file():
         from safetensors.torch import load_file
 
         raw = load_file(str(weights_file))
-    else:
+    elif (folder / "adapter_model.bin").is_file():
         raw = torch.load(str(folder / "adapter_model.bin"), map_location="cpu", weights_only=True)
+    else:
+        raise ModelLoadError(f"{folder} has no adapter_model.safetensors (the adapter's weights)")
+    unknown = sorted(k for k in raw if _LORA_KEY.match(k.removeprefix("base_model.model.")) is None)
+    if unknown:
+        raise ModelLoadError(f"{folder}: {len(unknown)} adapter tensors are not LoRA factors "
+                             f"('<module>.lora_A.weight' / 'lora_B.weight'): {unknown[:8]}")
     pairs: dict[str, dict[str, torch.Tensor]] = defaultdict(dict)
     for key, value in raw.items():
-        name = key.removeprefix("base_model.model.")
-        for part in ("A", "B"):
-            marker = f".lora_{part}."
-            if marker in name:
-                module = name.split(marker)[0]
-                pairs[module][part] = value
+        m = _LORA_KEY.match(key.removeprefix("base_model.model."))
+        assert m is not None
+        pairs[m["module"]][m["part"]] = value
     out = {}
     for module, ab in pairs.items():
         if set(ab) != {"A", "B"}:
-            raise ValueError(f"{folder}: LoRA pair of {module!r} is incomplete")
+            raise ModelLoadError(f"{folder}: LoRA pair of {module!r} is incomplete")
         out[module] = (ab["A"], ab["B"])
+    if not out:
+        raise ModelLoadError(f"{folder}: the adapter holds no LoRA weights")
     return config, out
 
 
@@ -74,13 +89,32 @@ def lora_scaling(config: Mapping) -> float:
     return float(config["lora_alpha"]) / float(config["r"])
 
 
-def _resolve(model: nn.Module, name: str) -> nn.Linear:
-    modules = dict(model.named_modules())
+def _find_linear(modules: Mapping[str, nn.Module], name: str) -> nn.Linear | None:
     for candidate in (name, name.removeprefix("model.")):
         mod = modules.get(candidate)
         if isinstance(mod, nn.Linear):
             return mod
-    raise KeyError(f"adapter targets module {name!r}, which the model does not have")
+    return None
+
+
+def check_targets(model: nn.Module, folders: Mapping[str, Path]) -> None:
+    """Every adapter module must be a Linear of the model: an adapter whose modules map to nothing would
+    otherwise be dropped silently (wrong vectors). Raises with the names that do not map."""
+    modules = dict(model.named_modules())
+    for task, folder in folders.items():
+        _, pairs = read_lora(folder)
+        unmapped = sorted(name for name in pairs if _find_linear(modules, name) is None)
+        if unmapped:
+            raise ModelLoadError(f"{folder}: the {task!r} adapter targets {len(unmapped)} modules that are not "
+                                 f"Linear layers of the model: {unmapped[:8]}. The adapter does not belong to this "
+                                 f"checkpoint; nothing was loaded.")
+
+
+def _resolve(model: nn.Module, name: str) -> nn.Linear:
+    mod = _find_linear(dict(model.named_modules()), name)
+    if mod is None:
+        raise ModelLoadError(f"adapter targets module {name!r}, which the model does not have")
+    return mod
 
 
 class MergedAdapters:
@@ -202,6 +236,7 @@ def load_adapters(model: nn.Module, root: Path, names: list[str], mode: str,
     if mode not in ADAPTER_MODES:
         raise ValueError(f"adapter mode {mode!r} unknown; use one of {ADAPTER_MODES}")
     folders = {n: adapter_folder(root, n) for n in names}
+    check_targets(model, folders)  # both modes: PEFT would only warn about modules it cannot find
     if mode == "auto":
         mode = choose_mode(model, folders, device, keep_base)
     if mode == "merged":

@@ -6,14 +6,14 @@ Accepted forms: a catalog id or alias (`jina-embeddings-v3`), a Hugging Face rep
 
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from ..catalog import CATALOG, ModelSpec, lookup
+from ..catalog import ModelSpec, lookup
 from ..errors import ModelNotFoundError
 from ..runtimes import hub
+from .detect import FolderFacts, recognise, recognise_gguf, unrecognised_jina_error
 from .loading import LoadOptions
 
 log = logging.getLogger("jinaserve.resolve")
@@ -35,47 +35,35 @@ def split_alias(arg: str) -> tuple[str | None, str]:
 
 
 def detect_spec(folder: Path, served_id: str, repo: str | None = None) -> ModelSpec:
-    """A catalog row for a checkpoint that is not in the catalog, from its own files."""
-    config_file = folder / "config.json"
-    if not config_file.is_file():
-        # sentence-transformers folders keep the transformer in the root or a sub-folder
-        candidates = list(folder.glob("*/config.json"))
-        if not (folder / "modules.json").is_file() or not candidates:
-            raise ModelNotFoundError(f"{folder} has no config.json: not a transformers checkpoint")
-        config_file = candidates[0]
-    config = json.loads(config_file.read_text())
-    archs = config.get("architectures") or []
-    for row in CATALOG.values():  # model-specific architectures (e.g. JinaForRanking) name their row
-        if set(archs) & set(row.extra.get("detect_architectures", ())) and _config_matches(
-                config, row.extra.get("detect_config") or {}):
-            return replace(row, id=served_id, hf_repo=repo or row.hf_repo)
+    """The catalog row of a checkpoint folder, recognised from its own files whatever the folder is called
+    (`models/detect.py`); a generic row for a checkpoint that is no Jina model."""
+    facts = FolderFacts.read(folder)
+    if not facts.config:
+        raise ModelNotFoundError(f"{folder} has no config.json: not a transformers checkpoint")
+    match = recognise(facts)
+    if match is not None:
+        log.info("recognised %s as %s (%s; by %s)", folder, match.row.id, match.layout, match.how)
+        return replace(match.row, id=served_id, hf_repo=repo or match.row.hf_repo)
+    if facts.jina_marks():
+        raise unrecognised_jina_error(facts)
+    config = facts.config
+    archs = facts.architectures
+    licence = facts.licence or "unknown"
     max_pos = int(config.get("max_position_embeddings", 512) or 512)
     if any(a.endswith("ForSequenceClassification") for a in archs) and not (folder / "modules.json").is_file():
-        return ModelSpec(id=served_id, family="cross_encoder", kind="rerank", hf_repo=repo,
+        return ModelSpec(id=served_id, family="cross_encoder", kind="rerank", hf_repo=repo, licence=licence,
                          max_tokens=min(max_pos, 8192), description="cross-encoder (detected)")
-    return ModelSpec(id=served_id, family="sentence_transformer", kind="embedding", hf_repo=repo,
+    return ModelSpec(id=served_id, family="sentence_transformer", kind="embedding", hf_repo=repo, licence=licence,
                      pooling="mean", dims=config.get("hidden_size"), max_tokens=min(max_pos, 8192),
                      description="bi-encoder (detected)")
 
-
-def _config_matches(config: dict, conditions: dict[str, list]) -> bool:
-    """`extra["detect_config"]`: every dotted config key (e.g. `text_config.hf_model_name_or_path`) must hold one of
-    the listed values. Tells apart rows whose checkpoints share an architecture name (jina-clip v1 / v2: both
-    `JinaCLIPModel`; jina-colbert v1 / v2: both `HF_ColBERT`)."""
-    for dotted, allowed in conditions.items():
-        value: object = config
-        for part in dotted.split("."):
-            value = value.get(part) if isinstance(value, dict) else None
-        if value not in allowed:
-            return False
-    return True
 
 
 def resolve(arg: str) -> ModelRef:
     alias, target = split_alias(arg)
     path = Path(target).expanduser()
     if path.is_file() and path.suffix.lower() == ".gguf":  # llama.cpp runtime; no row: read from the GGUF
-        row = lookup(alias) if alias else None
+        row = lookup(alias) if alias else recognise_gguf([path], path.resolve().parent)
         served = alias or path.stem
         spec = replace(row, id=served) if row else ModelSpec(id=served, family="", kind="embedding")
         return ModelRef(served, spec, local_path=path.resolve())
@@ -84,7 +72,8 @@ def resolve(arg: str) -> ModelRef:
         row = lookup(alias) if alias else lookup(path.resolve().name)
         served = alias or path.resolve().name
         if row is None and not (path / "config.json").is_file() and any(path.glob("*.gguf")):
-            spec = ModelSpec(id=served, family="", kind="embedding")  # a folder of GGUF files
+            row = recognise_gguf(sorted(path.glob("*.gguf")), path.resolve())  # a folder of GGUF files
+            spec = replace(row, id=served) if row else ModelSpec(id=served, family="", kind="embedding")
         else:
             spec = replace(row, id=served) if row else detect_spec(path, served)
         return ModelRef(served, spec, local_path=path.resolve())
@@ -102,19 +91,21 @@ def resolve(arg: str) -> ModelRef:
 
 
 def locate(ref: ModelRef, opts: LoadOptions) -> tuple[ModelRef, Path]:
-    """The folder holding `ref`'s weights; downloads from the hub unless offline."""
+    """The folder holding `ref`'s weights: a named folder, a bundled copy (a catalog row shipped in a Python
+    package is never downloaded), the HF cache, or a download of the files its family needs."""
     if ref.local_path is not None:
         return ref, ref.local_path
     assert ref.repo is not None
-    try:
-        folder = hub.fetch(ref.repo, revision=ref.spec.revision, cache_dir=opts.cache_dir,
-                           offline=opts.offline)
-    except hub.WeightsUnavailableError:
-        bundled = hub.bundled_folder(ref.spec.bundled_path) if ref.spec.bundled_path else None
-        if bundled is None:
-            raise
-        log.info("using the bundled copy of %s from %s", ref.spec.id, bundled)
-        folder = bundled
+    bundled = hub.bundled_folder(ref.spec.bundled_path) if ref.spec.bundled_path else None
+    if bundled is not None and ref.repo == ref.spec.hf_repo:
+        log.info("using the bundled copy of %s from %s (no download)", ref.spec.id, bundled)
+        return ref, bundled
+    from .files import select_download
+
+    spec = ref.spec if ref.spec.family else None
+    folder = hub.fetch(ref.repo, revision=ref.spec.revision, cache_dir=opts.cache_dir, offline=opts.offline,
+                       select=lambda names: select_download(names, spec), quiet=opts.quiet,
+                       model=ref.served_id, licence=spec.licence if spec else None)
     if not ref.spec.family:
         ref = replace(ref, spec=detect_spec(folder, ref.served_id, ref.repo))
     return ref, folder
