@@ -81,6 +81,22 @@ class ValidationFailedError(JinaServeError):
         self.errors = errors
 
 
+class ResourceNotFoundError(JinaServeError):
+    """404: an id (batch job, file) that this server does not know."""
+
+    status = 404
+    code = "RESOURCE_NOT_FOUND"
+    error_type = "invalid_request_error"
+
+
+class ConflictError(JinaServeError):
+    """409: the resource exists but is not in a state that allows the request (e.g. output of a running job)."""
+
+    status = 409
+    code = "CONFLICT_RESOURCE_BUSY"
+    error_type = "invalid_request_error"
+
+
 class AuthError(JinaServeError):
     status = 401
     code = "AUTH_INVALID_API_KEY"

@@ -14,7 +14,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from .. import __version__
 from ..config import Settings
 from ..engine.registry import ModelRegistry, default_model_args
-from . import errors
+from . import batch, errors
 from .middleware import RequestContextMiddleware
 from .routes import router
 
@@ -57,6 +57,7 @@ def create_app(settings: Settings, registry: ModelRegistry | None = None, *,
     app.state.shutting_down = False
     errors.install(app)
     app.include_router(router)
+    app.include_router(batch.router)  # batch jobs (Jina + OpenAI Batch APIs), with its worker's lifespan
     if settings.cors_origins:
         app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["*"],
                            allow_headers=["*"])
