@@ -84,7 +84,7 @@ class Settings(BaseSettings):
     batch_completion_window_s: float = Field(
         default=86400.0, description="Batch jobs: a job not finished this many seconds after it was created "
         "becomes `expired` (the hosted APIs' 24 h window). An OpenAI batch's `completion_window` ('24h', "
-        "'1h', ...) sets its own.")
+        "'1h', ...) sets its own, capped by this.")
     batch_retention_s: float = Field(
         default=86400.0, description="Batch jobs: how long a finished job, its output and error files are "
         "kept before cleanup deletes them (hosted: output expires after 24 h).")

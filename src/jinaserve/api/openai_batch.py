@@ -98,6 +98,7 @@ async def create_batch(request: Request, body: CreateBatchRequest) -> Response:
     window = window_seconds(body.completion_window)
     if window is None:
         raise InvalidInputError(f"completion_window {body.completion_window!r} must look like '24h' or '90m'")
+    window = min(window, request.app.state.settings.batch_completion_window_s)  # the operator's cap
     job = await asyncio.to_thread(_manager(request).create_openai_job, input_file_id=body.input_file_id,
                                   endpoint=body.endpoint, window_s=window, window=body.completion_window,
                                   metadata=body.metadata)
