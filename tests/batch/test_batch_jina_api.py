@@ -114,7 +114,7 @@ def test_unknown_job_is_404_and_cancel_stops_a_job(batch_server):
 def test_private_urls_are_refused_unless_allowed():
     from jinaserve.netguard import URLRefusedError, check_url
 
-    with pytest.raises(URLRefusedError, match="loopback.*batch_allow_private_urls"):
+    with pytest.raises(URLRefusedError, match=r"loopback.*batch_allow_private_urls"):
         check_url("http://127.0.0.1:9/x.jsonl", what="input_url", allow_private=False)
     assert check_url("http://127.0.0.1:9/x.jsonl", what="input_url", allow_private=True)[3] == "127.0.0.1"
 
