@@ -57,6 +57,7 @@ def serve(
     max_batch_size: Annotated[int | None, typer.Option(help="Items per forward pass.")] = None,
     log_format: Annotated[str | None, typer.Option(help="console | json")] = None,
     bundle: Annotated[str | None, typer.Option(help="Serve an offline bundle folder (`jinaserve bundle`).")] = None,
+    data_dir: Annotated[str | None, typer.Option(help="Store folder (batch jobs, classifiers).")] = None,
     ray: Annotated[bool, typer.Option("--ray", help="Run N replicas on Ray Serve behind Ray's HTTP proxy.")] = False,
     replicas: Annotated[int, typer.Option(help="Ray: fixed number of replicas.")] = 1,
     min_replicas: Annotated[int | None, typer.Option(help="Ray: autoscale, fewest replicas.")] = None,
@@ -71,7 +72,7 @@ def serve(
                          api_keys=api_key or None, runtime=runtime, quant=quant, threads=threads,
                          gguf_ctx_size=ctx_size, gguf_batch_size=llama_batch,
                          offline=offline, max_batch_tokens=max_batch_tokens, max_batch_size=max_batch_size,
-                         log_format=log_format, bundle=bundle)
+                         log_format=log_format, bundle=bundle, data_dir=data_dir)
     if ray:
         from .ray_serve import RayOptions, run_ray
 
