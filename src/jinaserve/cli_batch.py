@@ -74,6 +74,9 @@ def run(
                 from .engine.registry import load_service
 
                 store = open_job_store(settings.data_dir)
+                if _already_done(store, spec):
+                    console.print(f"already complete: {out}; delete it to run again")
+                    return
                 service = load_service(spec.model, settings)
                 try:
                     job_total = _total(store, spec)
@@ -93,6 +96,13 @@ def run(
     if summary.failed:
         console.print(f"[yellow]{summary.failed} rows failed[/yellow]: see {summary.errors_path}")
         raise typer.Exit(3)
+
+
+def _already_done(store: Any, spec: Any) -> bool:
+    from .batch.local import job_id_for
+
+    job = store.get_job(job_id_for(spec))
+    return job is not None and job.status == "completed" and Path(spec.out).exists()
 
 
 def _total(store: Any, spec: Any) -> int:
