@@ -24,7 +24,7 @@ N = 1000
 
 
 def _texts(n: int) -> list[str]:
-    words = "alpha beta gamma delta epsilon zeta eta theta iota kappa lambda".split()
+    words = ["alpha", "beta", "gamma", "delta", "epsilon", "zeta", "eta", "theta", "iota", "kappa", "lambda"]
     return [f"row {i}: " + " ".join(words[(i * 7 + k) % len(words)] for k in range(3 + i % 9)) for i in range(n)]
 
 
