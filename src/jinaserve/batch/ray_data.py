@@ -69,6 +69,10 @@ def run_ray_job(spec: LocalJobSpec, *, address: str | None, replicas: int, repli
     started = time.perf_counter()
     if not ray.is_initialized():
         ray.init(address=address, include_dashboard=False, log_to_driver=False, ignore_reinit_error=True)
+    cpus = ray.cluster_resources().get("CPU", 0)
+    if replicas * replica_cpus >= cpus:
+        raise InvalidInputError(f"{replicas} replicas × {replica_cpus:g} CPUs take all {cpus:g} CPUs of the Ray "
+                                f"cluster; leave at least one for reading the input (lower --replica-cpus)")
     ctx = ray.data.DataContext.get_current()
     ctx.execution_options.preserve_order = True
     ctx.enable_progress_bars = False

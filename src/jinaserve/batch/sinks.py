@@ -110,11 +110,12 @@ def finalize(folder: Path, state: dict[str, Any], out: Path, fmt: str, errors_pa
         pq.write_table(pa.table(columns), tmp)
     else:
         with open(tmp, "wb") as f:
-            for r, v in zip(rows, full, strict=True):
-                if "error" in r:
-                    continue
-                item = {"index": r["index"], **({"id": r["id"]} if "id" in r else {}), "embedding": v}
-                f.write(orjson.dumps(item, option=_OPTS))
+            for start in range(0, len(rows), 4096):
+                block = np.array(full[start:start + 4096])  # a plain array (orjson does not take memmaps)
+                for r, v in zip(rows[start:start + 4096], block, strict=True):
+                    if "error" not in r:
+                        item = {"index": r["index"], **({"id": r["id"]} if "id" in r else {}), "embedding": v}
+                        f.write(orjson.dumps(item, option=_OPTS))
     os.replace(tmp, out)
     if failed:
         errors_path.write_text("".join(json.dumps(r) + "\n" for r in failed))
