@@ -96,6 +96,7 @@ def run_units(units: Iterable[Unit], *, sink: Sink, commit: Callable[[Progress],
                 pending = exc
             window.append((unit, pending))
             in_flight += unit.n_items
+            time.sleep(0)  # hand the GIL over: the event loop serving online requests comes first
             while window and (in_flight >= max_in_flight or _done(window[0][1])):
                 settle_oldest()
             if time.monotonic() - last_commit >= COMMIT_EVERY_S and not flush_commit():

@@ -74,7 +74,7 @@ class Batcher:
         self._busy_items = 0
         self._background: list[_Queued] = []
         self._last_online = float("-inf")
-        self._online_tokens_ema = float(min(self.max_batch_tokens, 512))
+        self._online_tokens_ema: float | None = None  # padded tokens of recent online batches
 
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> None:
@@ -159,7 +159,7 @@ class Batcher:
         """A background batch (lock held, no online item waiting): full budget when online traffic is idle,
         about half an online batch while it is recent."""
         if time.perf_counter() - self._last_online < ONLINE_RECENT_S:
-            budget = max(1, int(self._online_tokens_ema * BACKGROUND_SHARE_WHILE_ONLINE))
+            budget = max(1, int((self._online_tokens_ema or 0) * BACKGROUND_SHARE_WHILE_ONLINE))
         else:
             budget = self.max_batch_tokens
         self._background, batch = self._take_window(self._background, budget)
@@ -223,7 +223,8 @@ class Batcher:
             return
         padded = max(q.item.n_tokens for q in batch) * len(batch)
         if online:
-            self._online_tokens_ema += 0.3 * (padded - self._online_tokens_ema)
+            ema = self._online_tokens_ema
+            self._online_tokens_ema = padded if ema is None else ema + 0.3 * (padded - ema)
         self._observe(len(batch), padded, started)
         for q, out in zip(batch, outputs, strict=True):
             q.future.set_result(out)
