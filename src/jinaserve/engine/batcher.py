@@ -158,12 +158,22 @@ class Batcher:
     def _take_background(self) -> list[_Queued]:
         """A background batch (lock held, no online item waiting): full budget when online traffic is idle,
         about half an online batch while it is recent."""
-        if time.perf_counter() - self._last_online < ONLINE_RECENT_S:
-            budget = max(1, int((self._online_tokens_ema or 0) * BACKGROUND_SHARE_WHILE_ONLINE))
-        else:
-            budget = self.max_batch_tokens
-        self._background, batch = self._take_window(self._background, budget)
-        return batch
+        if time.perf_counter() - self._last_online >= ONLINE_RECENT_S:
+            self._background, batch = self._take_window(self._background, self.max_batch_tokens)
+            return batch
+        # Online traffic is recent: the oldest items in order, no sorting (cheap, as batches are small).
+        budget = max(1, int((self._online_tokens_ema or 0) * BACKGROUND_SHARE_WHILE_ONLINE))
+        taken, longest, n = [], 0, 0
+        for n, q in enumerate(self._background, start=1):
+            if q.future.cancelled():
+                continue
+            longest = max(longest, q.item.n_tokens)
+            if taken and (longest * (len(taken) + 1) > budget or len(taken) >= self.max_batch_size):
+                n -= 1
+                break
+            taken.append(q)
+        del self._background[:n]
+        return [q for q in taken if q.future.set_running_or_notify_cancel()]
 
     def _take_batch(self) -> list[_Queued]:
         """Pick the online batch around the oldest item (called with the lock held)."""
