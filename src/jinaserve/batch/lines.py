@@ -86,11 +86,7 @@ class LineRunner:
         if self.job.endpoint == "/v1/rerank":
             req = _validated(RerankRequest, body)
             service = self.registry.get(req.model, "rerank")
-            if len(req.documents) > s.max_documents_per_request:
-                raise ValidationFailedError([FieldError(
-                    "body -> documents", f"List should have at most {s.max_documents_per_request} items, got "
-                    f"{len(req.documents)}", "too_long", None)])
-            docs = req.to_documents(s.max_input_chars)
+            docs = req.checked_documents(s.max_documents_per_request, s.max_input_chars)
             rjob = RerankJob(service.id, req.query_text(), docs, req.to_options())
 
             def render_rerank(result: Any) -> tuple[dict[str, Any], int]:
