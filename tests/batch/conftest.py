@@ -5,17 +5,13 @@ from __future__ import annotations
 
 import json
 import threading
-import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-import httpx
 import pytest
 
 from helpers import RunningServer, minilm_dir, server_in_thread
-
-FINAL = ("completed", "failed", "expired", "cancelled")
 
 
 @pytest.fixture(scope="session")
@@ -28,16 +24,6 @@ def batch_server(tmp_path_factory: pytest.TempPathFactory, tiny_bert_path: Path,
                                   f"tiny-ce={tiny_cross_encoder_path}"],
                           data_dir=str(data), batch_allow_private_urls=True) as srv:
         yield srv
-
-
-def wait_job(client: httpx.Client, path: str, *, timeout: float = 120.0, key: str = "status") -> dict:
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        body = client.get(path).json()
-        if body[key] in FINAL:
-            return body
-        time.sleep(0.05)
-    raise TimeoutError(f"{path} not finished: {body}")
 
 
 class LocalHTTP:

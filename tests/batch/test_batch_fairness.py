@@ -8,7 +8,7 @@ from __future__ import annotations
 import statistics
 import time
 
-from conftest import wait_job
+from batch_helpers import wait_job
 
 
 def _probe(client, n: int = 12) -> list[float]:

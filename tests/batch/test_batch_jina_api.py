@@ -8,9 +8,8 @@ import time
 
 import numpy as np
 import pytest
-from batch_conftest_helpers import direct_vectors
+from batch_helpers import direct_vectors, wait_job
 
-from conftest import wait_job
 from helpers import minilm_dir, server_in_thread
 
 TEXTS = ["The cat sat on the mat.", "Embeddings map text to vectors.", "A quick brown fox.", "Paris is in France."]

@@ -15,9 +15,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from batch_conftest_helpers import direct_vectors
+from batch_helpers import direct_vectors, wait_job
 
-from conftest import wait_job
 from helpers import free_port, minilm_dir, wait_ready
 
 N = 1000

@@ -11,7 +11,7 @@ import time
 
 import numpy as np
 import pytest
-from batch_conftest_helpers import direct_vectors
+from batch_helpers import direct_vectors
 
 openai = pytest.importorskip("openai")
 
