@@ -11,6 +11,8 @@ from concurrent.futures import wait
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from jinaserve.batch.sinks import JsonlSink
 from jinaserve.engine import batcher as batcher_mod
@@ -105,3 +107,21 @@ def test_commit_records_cursor_and_lengths_together_and_reopen_cuts_the_tail(tmp
     store.request_cancel(job.id)
     assert not store.commit_progress(job.id, Progress(3, 150, {}, completed=1))  # cancelled: nothing recorded
     assert store.get_job(job.id).next_line == 2
+
+
+@settings(max_examples=60, deadline=None)
+@given(lines=st.lists(st.one_of(st.just(""), st.text(alphabet=st.characters(blacklist_categories=["Cs"],
+                                                                            blacklist_characters="\r\n\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029"),
+                                                     max_size=20)), max_size=30),
+       cut=st.integers(min_value=0, max_value=40))
+def test_reading_resumes_at_any_committed_offset(tmp_path_factory, lines: list[str], cut: int) -> None:
+    """Resuming from a committed (line, byte offset) reads exactly the rest: no line twice, none lost."""
+    from jinaserve.batch.readers import iter_lines
+
+    path = tmp_path_factory.mktemp("r") / "in.txt"
+    path.write_bytes("".join(x + "\n" for x in lines).encode())
+    full = list(iter_lines(path))
+    assert [raw.decode().rstrip("\n") for _, raw, _ in full] == [x for x in lines if x.encode().strip()]
+    k = min(cut, len(full))
+    line_no, offset = (full[k - 1][0] + 1, full[k - 1][2]) if k else (0, 0)
+    assert list(iter_lines(path, offset, line_no)) == full[k:]
