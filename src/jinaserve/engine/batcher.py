@@ -11,8 +11,9 @@ The queue is bounded: `submit` raises `OverloadedError` (→ 429 + Retry-After) 
 Background lane (batch jobs): `submit(items, background=True)` queues items that run only when no online
 item is waiting. They bypass the online queue limit (a job bounds its own in-flight items). While online
 traffic is recent (`ONLINE_RECENT_S`), a background batch is capped at about half an online batch (an EMA of
-the online batches' padded tokens), so an online request waits at most about one small batch; when online
-traffic is idle, background batches use the full budget for throughput.
+the online batches' padded tokens) and is followed by a rest as long as it ran (cut short by any online
+arrival), so an online request waits at most about one small batch and finds the CPU free half the time;
+when online traffic is idle, background batches run back to back with the full budget for throughput.
 A batch that raises is retried item by item, so one bad input fails only its own request.
 Cancelled futures (a client that went away) are dropped before they reach the model.
 """
@@ -75,6 +76,7 @@ class Batcher:
         self._background: list[_Queued] = []
         self._last_online = float("-inf")
         self._online_tokens_ema: float | None = None  # padded tokens of recent online batches
+        self._background_rest_until = 0.0
 
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> None:
@@ -149,10 +151,19 @@ class Batcher:
                 batch = self._take_batch()
                 online = bool(batch)
                 if not batch and self._background:
+                    rest = self._background_rest_until - time.perf_counter()
+                    if rest > 0 and not self._stopping:
+                        self._cond.wait(rest)  # an online arrival wakes this at once
+                        continue
                     batch = self._take_background()
                 self._busy_items = len(batch)
             if batch:
+                started = time.perf_counter()
                 self._execute(batch, online=online)
+                if not online and started - self._last_online < ONLINE_RECENT_S:
+                    # While online traffic is recent, background work gets at most half the time: after a
+                    # background batch the model rests as long as it ran, unless an online item comes.
+                    self._background_rest_until = time.perf_counter() + (time.perf_counter() - started)
             self._busy_items = 0
 
     def _take_background(self) -> list[_Queued]:
