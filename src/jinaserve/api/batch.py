@@ -84,9 +84,10 @@ async def create_batch(request: Request, body: BatchEmbeddingRequest) -> Respons
 
 
 def _options_of(defaults: dict, service):
+    from ..batch.lines import validated
     from .protocols.jina import EmbeddingsRequest
 
-    return EmbeddingsRequest.model_validate({**defaults, "input": "x"}).to_options(service.spec.task_names)
+    return validated(EmbeddingsRequest, {**defaults, "input": "x"}).to_options(service.spec.task_names)
 
 
 @router.get("/v1/batch/{batch_id}", dependencies=[Depends(check_api_key)], tags=["batch"],

@@ -53,7 +53,8 @@ def read_line(job: Job, line_no: int, raw: bytes) -> LineFacts:
     return LineFacts(custom_id, body)
 
 
-def _validated(schema: type, body: dict[str, Any]) -> Any:
+def validated(schema: type, body: dict[str, Any]) -> Any:
+    """`schema.model_validate(body)`, with pydantic's errors as the API's 422 (fields under `body -> `)."""
     try:
         return schema.model_validate(body)
     except ValidationError as exc:
@@ -84,7 +85,7 @@ class LineRunner:
     def _prepare(self, body: dict[str, Any]):
         s = self.settings
         if self.job.endpoint == "/v1/rerank":
-            req = _validated(RerankRequest, body)
+            req = validated(RerankRequest, body)
             service = self.registry.get(req.model, "rerank")
             docs = req.checked_documents(s.max_documents_per_request, s.max_input_chars)
             rjob = RerankJob(service.id, req.query_text(), docs, req.to_options())
@@ -95,7 +96,7 @@ class LineRunner:
                                    return_embeddings=o.return_embeddings), result.total_tokens
 
             return (lambda: service.start_rerank(rjob)), render_rerank
-        req = _validated(EmbeddingsRequest, body)
+        req = validated(EmbeddingsRequest, body)
         service = self.registry.get(req.model, "embedding")
         inputs = parse_inputs(req.input, max_inputs=s.max_inputs_per_request, max_chars=s.max_input_chars)
         options = req.to_options(service.spec.task_names)

@@ -94,6 +94,9 @@ def run_units(units: Iterable[Unit], *, sink: Sink, commit: Callable[[Progress],
                 pending: Any = unit.start()
             except JinaServeError as exc:
                 pending = exc
+            except Exception as exc:  # a bug while planning one unit: that unit fails, the job goes on
+                log.error("batch unit could not start: %r", exc, exc_info=exc)
+                pending = InferenceError(f"Inference failed: {type(exc).__name__}")
             window.append((unit, pending))
             in_flight += unit.n_items
             time.sleep(0)  # hand the GIL over: the event loop serving online requests comes first
