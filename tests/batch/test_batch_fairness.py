@@ -1,6 +1,6 @@
 """Online requests keep their latency while a job runs on the same model (background lane): interleaved
-rounds of one closed-loop client, idle and with a job running; the median with the job stays within 3× the
-idle median + 30 ms (generous: the shared 2-core machine is noisy; `benchmarks/batch_job.py` measures p99).
+rounds of one closed-loop client, idle and with a job running; the median with the job stays within 4× the
+idle median + 50 ms (generous: the shared 2-core machine is noisy; `benchmarks/batch_job.py` measures p99).
 Without the lane, an online request waits behind the job's ~1000 queued items (seconds)."""
 
 from __future__ import annotations
@@ -40,4 +40,4 @@ def test_online_latency_with_a_job_running(batch_server):
             assert still_running, "the job finished before the probe did: make it longer"
     idle_ms, busy_ms = 1000 * statistics.median(idle), 1000 * statistics.median(busy)
     print(f"online median: idle {idle_ms:.1f} ms, with a job {busy_ms:.1f} ms")
-    assert busy_ms <= 3 * idle_ms + 30, (idle_ms, busy_ms)
+    assert busy_ms <= 4 * idle_ms + 50, (idle_ms, busy_ms)
