@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -10,6 +11,8 @@ import pytest
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# Servers started by tests keep their store (batch jobs, classifiers) out of the user's data folder.
+os.environ.setdefault("JINASERVE_DATA_DIR", tempfile.mkdtemp(prefix="jinaserve-test-data-"))
 
 from helpers import build_tiny_bert, minilm_dir
 

@@ -10,6 +10,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from . import cli_batch
+
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Serve Jina AI embedding and reranking models behind a Jina/OpenAI-compatible API.")
 console = Console(stderr=True)
@@ -309,6 +311,9 @@ def rerank(
         raise typer.Exit(1) from exc
     sys.stdout.write(orjson.dumps({"model": rr.model_id, "results": results}).decode() + "\n")
     rr.close()
+
+
+app.add_typer(cli_batch.app, name="batch")  # jinaserve batch run | status | list | cancel
 
 
 def main() -> None:  # pragma: no cover

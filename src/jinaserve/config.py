@@ -82,6 +82,23 @@ class Settings(BaseSettings):
     data_dir: str | None = Field(
         default=None, description="Folder of the embedded store (SQLite database + files) for state that survives "
         "a restart: batch jobs, trained classifiers. Default: the user's data folder (~/.local/share/jinaserve).")
+    # --- batch jobs (docs/batch.md) --------------------------------------------------------
+    batch_completion_window_s: float = Field(
+        default=86400.0, description="Batch jobs: a job not finished this many seconds after it was created "
+        "becomes `expired` (the hosted APIs' 24 h window). An OpenAI batch's `completion_window` ('24h', "
+        "'1h', ...) sets its own, capped by this.")
+    batch_retention_s: float = Field(
+        default=86400.0, description="Batch jobs: how long a finished job, its output and error files are "
+        "kept before cleanup deletes them (hosted: output expires after 24 h).")
+    batch_max_lines: int = Field(
+        default=50000, description="Batch jobs: most lines in one job's input (input_url, uploaded file; "
+        "the hosted limit is 50,000). Inline `input` is limited to 10,000 items as on the hosted API.")
+    batch_max_input_bytes: int = Field(
+        default=200 * 1024 * 1024, description="Batch jobs: largest input_url download (bytes). Uploads to "
+        "/v1/files are limited by max_body_bytes.")
+    batch_allow_private_urls: bool = Field(
+        default=False, description="Batch jobs: allow input_url and webhook_url to resolve to private, "
+        "loopback, link-local or reserved addresses (SSRF guard off). Only for trusted networks.")
     otel: bool = Field(default=False, description="OpenTelemetry tracing of HTTP requests (needs the otel extra).")
 
     # --- limits ---------------------------------------------------------------------------

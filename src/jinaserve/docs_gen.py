@@ -54,12 +54,20 @@ def _table(header: list[str], rows: list[list[str]], align: str | None = None) -
 
 # --------------------------------------------------------------------------- command line
 def cli_commands() -> dict[str, Any]:
-    """Command name -> its (typer) command object, in the order `jinaserve --help` lists them."""
+    """Command name -> its (typer) command object, in the order `jinaserve --help` lists them; the commands of
+    a sub-app are named "group command" (`batch run`)."""
     import typer
 
     from .cli import app
 
-    return dict(typer.main.get_command(app).commands)  # type: ignore[attr-defined]
+    out: dict[str, Any] = {}
+    for name, command in typer.main.get_command(app).commands.items():  # type: ignore[attr-defined]
+        sub = getattr(command, "commands", None)
+        if sub:  # a sub-app (`jinaserve batch run`): its commands, each under "group command"
+            out.update({f"{name} {sub_name}": sub_command for sub_name, sub_command in sub.items()})
+        else:
+            out[name] = command
+    return out
 
 
 def _is_option(param: Any) -> bool:

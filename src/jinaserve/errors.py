@@ -93,8 +93,8 @@ class InvalidLabelsError(InvalidInputError):
     code = "INPUT_INVALID_LABELS"
 
 
-class NotFoundError(JinaServeError):
-    """A stored resource (a trained classifier, a batch job) that does not exist or is not the caller's."""
+class ResourceNotFoundError(JinaServeError):
+    """404: a stored resource (a trained classifier, a batch job, a file) that does not exist or is not the caller's."""
 
     status = 404
     code = "RESOURCE_NOT_FOUND"
@@ -102,7 +102,8 @@ class NotFoundError(JinaServeError):
 
 
 class ConflictError(JinaServeError):
-    """The resource was changed by another request meanwhile; the client should retry."""
+    """409: the resource was changed meanwhile, or is not in a state that allows the request (e.g. output of
+    a running job); the client may retry."""
 
     status = 409
     code = "CONFLICT_RESOURCE_BUSY"

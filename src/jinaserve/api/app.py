@@ -14,7 +14,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from .. import __version__
 from ..config import Settings
 from ..engine.registry import ModelRegistry, default_model_args
-from . import errors
+from . import batch, errors
 from .classify import router as classify_router
 from .middleware import RequestContextMiddleware
 from .protocols import cohere, ollama, tei
@@ -60,6 +60,7 @@ def create_app(settings: Settings, registry: ModelRegistry | None = None, *,
     errors.install(app)
     app.include_router(router)
     app.include_router(classify_router)
+    app.include_router(batch.router)  # batch jobs (Jina + OpenAI Batch APIs), with its worker's lifespan
     app.include_router(cohere.router)
     app.include_router(ollama.router)
     app.include_router(tei.router)  # last: its `POST /` and `/tei/{model}` match broadly

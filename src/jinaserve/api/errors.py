@@ -30,8 +30,8 @@ _STATUS_TYPES = {401: "authentication_error", 429: "rate_limit_error", 500: "ser
                  503: "server_error"}
 
 
-def error_response(status: int, message: str, *, code: str | None = None, error_type: str | None = None,
-                   errors: list[FieldError] | None = None, headers: dict[str, str] | None = None) -> Response:
+def error_body(status: int, message: str, *, code: str | None = None, error_type: str | None = None,
+               errors: list[FieldError] | None = None) -> dict[str, Any]:
     code = code or _STATUS_CODES.get(status, "INPUT_INVALID" if status < 500 else "INTERNAL_ERROR")
     error_type = error_type or _STATUS_TYPES.get(status, "invalid_request_error")
     body: dict[str, Any] = {"detail": message, "code": code, "request_id": request_id_var.get(),
@@ -39,8 +39,20 @@ def error_response(status: int, message: str, *, code: str | None = None, error_
     if errors is not None:
         body["errors"] = [{"field": e.field, "message": e.message, "type": e.type, "input": e.input}
                           for e in errors]
+    return body
+
+
+def error_response(status: int, message: str, *, code: str | None = None, error_type: str | None = None,
+                   errors: list[FieldError] | None = None, headers: dict[str, str] | None = None) -> Response:
+    body = error_body(status, message, code=code, error_type=error_type, errors=errors)
     return Response(orjson.dumps(body, default=str), status_code=status, media_type="application/json",
                     headers=headers)
+
+
+def exception_body(exc: JinaServeError) -> dict[str, Any]:
+    """The JSON body `from_exception` sends (batch jobs write it into their error files)."""
+    errors = exc.errors if isinstance(exc, ValidationFailedError) else None
+    return error_body(exc.status, exc.message, code=exc.code, error_type=exc.error_type, errors=errors)
 
 
 def from_exception(exc: JinaServeError) -> Response:

@@ -10,7 +10,6 @@ from starlette.responses import Response
 
 from .. import metrics
 from ..engine.registry import ModelRegistry
-from ..errors import FieldError, ValidationFailedError
 from ..jobs import RerankJob
 from . import dispatch
 from .auth import check_api_key
@@ -74,11 +73,7 @@ async def _jina_rerank(request: Request, body: RerankRequest) -> Response:
     settings = request.app.state.settings
     service = _registry(request).get(body.model, "rerank")
     request.state.model = service.id
-    if len(body.documents) > settings.max_documents_per_request:
-        raise ValidationFailedError([FieldError(
-            "body -> documents", f"List should have at most {settings.max_documents_per_request} items, "
-            f"got {len(body.documents)}", "too_long", None)])
-    docs = body.to_documents(settings.max_input_chars)
+    docs = body.checked_documents(settings.max_documents_per_request, settings.max_input_chars)
     job = RerankJob(service.id, body.query_text(), docs, body.to_options())
     result = await service.rerank(job)
     request.state.inputs = len(docs)

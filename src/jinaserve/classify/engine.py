@@ -30,7 +30,7 @@ from ..errors import (
     InvalidInputError,
     InvalidLabelsError,
     LabelLimitError,
-    NotFoundError,
+    ResourceNotFoundError,
     ValidationFailedError,
 )
 from ..jobs import EmbedInput, EmbedOptions
@@ -283,7 +283,7 @@ def _check_dims(record: ClassifierRecord | None, x: np.ndarray) -> None:
             f"new classifier")
 
 
-def _not_found(classifier_id: str) -> NotFoundError:
+def _not_found(classifier_id: str) -> ResourceNotFoundError:
     shown = classifier_id if len(classifier_id) <= 100 else classifier_id[:100] + "..."
-    return NotFoundError(f"Classifier '{shown}' not found or access denied. List yours with "
+    return ResourceNotFoundError(f"Classifier '{shown}' not found or access denied. List yours with "
                          f"GET /v1/classifiers; train one with POST /v1/train.")

@@ -7,6 +7,13 @@ Results go back through `concurrent.futures.Future`s, so both asyncio handlers (
 `asyncio.wrap_future`) and plain threads (the in-process API) can wait on them.
 
 The queue is bounded: `submit` raises `OverloadedError` (→ 429 + Retry-After) when it is full.
+
+Background lane (batch jobs): `submit(items, background=True)` queues items that run only when no online
+item is waiting. They bypass the online queue limit (a job bounds its own in-flight items). While online
+traffic is recent (`ONLINE_RECENT_S`), a background batch is capped at about half an online batch (an EMA of
+the online batches' padded tokens) and is followed by a rest as long as it ran (cut short by any online
+arrival), so an online request waits at most about one small batch and finds the CPU free half the time;
+when online traffic is idle, background batches run back to back with the full budget for throughput.
 A batch that raises is retried item by item, so one bad input fails only its own request.
 Cancelled futures (a client that went away) are dropped before they reach the model.
 """
@@ -28,6 +35,11 @@ from ..models.base import WorkItem
 log = logging.getLogger("jinaserve.batcher")
 
 BatchObserver = Callable[[int, int, float], None]  # (batch size, padded tokens, seconds)
+
+# Background lane: how long after the last online submission background batches stay small, and their
+# size then, as a fraction of an online batch's padded tokens.
+ONLINE_RECENT_S = 1.0
+BACKGROUND_SHARE_WHILE_ONLINE = 0.5
 
 
 @dataclass(order=True)
@@ -61,6 +73,10 @@ class Batcher:
         self._stopping = False
         self._thread: threading.Thread | None = None
         self._busy_items = 0
+        self._background: list[_Queued] = []
+        self._last_online = float("-inf")
+        self._online_tokens_ema: float | None = None  # padded tokens of recent online batches
+        self._background_rest_until = 0.0
 
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> None:
@@ -76,6 +92,9 @@ class Batcher:
                 for q in self._pending:
                     q.future.set_exception(ShuttingDownError())
                 self._pending.clear()
+            for q in self._background:  # background work never holds up a shutdown: its job resumes later
+                q.future.cancel()
+            self._background.clear()
             self._cond.notify_all()
         if self._thread is not None:
             self._thread.join(timeout)
@@ -87,11 +106,16 @@ class Batcher:
             return len(self._pending)
 
     @property
+    def background_depth(self) -> int:
+        with self._cond:
+            return len(self._background)
+
+    @property
     def in_flight(self) -> int:
         return self._busy_items
 
     # ------------------------------------------------------------------ submission
-    def submit(self, items: list[WorkItem]) -> list[Future]:
+    def submit(self, items: list[WorkItem], *, background: bool = False) -> list[Future]:
         futures: list[Future] = [Future() for _ in items]
         if not items:
             return futures
@@ -99,6 +123,12 @@ class Batcher:
         with self._cond:
             if self._stopping:
                 raise ShuttingDownError()
+            if background:  # no queue limit: the job bounds its own in-flight items
+                self._background.extend(_Queued(next(self._seq), item, fut, now)
+                                        for item, fut in zip(items, futures, strict=True))
+                self._cond.notify()
+                return futures
+            self._last_online = now
             if len(self._pending) + len(items) > self.max_queue_items:
                 raise OverloadedError(
                     f"Model {self.name!r} queue is full ({len(self._pending)} items waiting, limit "
@@ -114,23 +144,59 @@ class Batcher:
     def _worker(self) -> None:
         while True:
             with self._cond:
-                while not self._pending and not self._stopping:
+                while not self._pending and not self._background and not self._stopping:
                     self._cond.wait()
-                if not self._pending and self._stopping:
+                if not self._pending and not self._background and self._stopping:
                     return
                 batch = self._take_batch()
+                online = bool(batch)
+                if not batch and self._background:
+                    rest = self._background_rest_until - time.perf_counter()
+                    if rest > 0 and not self._stopping:
+                        self._cond.wait(rest)  # an online arrival wakes this at once
+                        continue
+                    batch = self._take_background()
                 self._busy_items = len(batch)
             if batch:
-                self._execute(batch)
+                started = time.perf_counter()
+                self._execute(batch, online=online)
+                if not online and started - self._last_online < ONLINE_RECENT_S:
+                    # While online traffic is recent, background work gets at most half the time: after a
+                    # background batch the model rests as long as it ran, unless an online item comes.
+                    self._background_rest_until = time.perf_counter() + (time.perf_counter() - started)
             self._busy_items = 0
 
+    def _take_background(self) -> list[_Queued]:
+        """A background batch (lock held, no online item waiting): full budget when online traffic is idle,
+        about half an online batch while it is recent."""
+        if time.perf_counter() - self._last_online >= ONLINE_RECENT_S:
+            self._background, batch = self._take_window(self._background, self.max_batch_tokens)
+            return batch
+        # Online traffic is recent: the oldest items in order, no sorting (cheap, as batches are small).
+        budget = max(1, int((self._online_tokens_ema or 0) * BACKGROUND_SHARE_WHILE_ONLINE))
+        taken, longest, n = [], 0, 0
+        for n, q in enumerate(self._background, start=1):
+            if q.future.cancelled():
+                continue
+            longest = max(longest, q.item.n_tokens)
+            if taken and (longest * (len(taken) + 1) > budget or len(taken) >= self.max_batch_size):
+                n -= 1
+                break
+            taken.append(q)
+        del self._background[:n]
+        return [q for q in taken if q.future.set_running_or_notify_cancel()]
+
     def _take_batch(self) -> list[_Queued]:
-        """Pick the batch around the oldest item (called with the lock held)."""
+        """Pick the online batch around the oldest item (called with the lock held)."""
+        self._pending, batch = self._take_window(self._pending, self.max_batch_tokens)
+        return batch
+
+    def _take_window(self, queue: list[_Queued], max_tokens: int) -> tuple[list[_Queued], list[_Queued]]:
+        """(what stays queued, the batch around the queue's oldest item under `max_tokens`)."""
         # Drop items whose waiter went away.
-        live = [q for q in self._pending if not q.future.cancelled()]
-        self._pending = live
+        live = [q for q in queue if not q.future.cancelled()]
         if not live:
-            return []
+            return [], []
         oldest = live[0]
         same_group = [q for q in live if q.item.group == oldest.item.group]
         same_group.sort(key=lambda q: (q.item.n_tokens, q.seq))
@@ -143,7 +209,7 @@ class Batcher:
                 options.append((max(longest, same_group[lo - 1].item.n_tokens) * (hi - lo + 1), "L"))
             if hi < len(same_group):
                 options.append((max(longest, same_group[hi].item.n_tokens) * (hi - lo + 1), "R"))
-            feasible = [o for o in options if o[0] <= self.max_batch_tokens]
+            feasible = [o for o in options if o[0] <= max_tokens]
             if not feasible:
                 break
             _, side = min(feasible)
@@ -155,12 +221,12 @@ class Batcher:
                 hi += 1
         chosen = same_group[lo:hi]
         chosen_ids = {id(q) for q in chosen}
-        self._pending = [q for q in live if id(q) not in chosen_ids]
+        remaining = [q for q in live if id(q) not in chosen_ids]
         runnable = [q for q in chosen if q.future.set_running_or_notify_cancel()]
         runnable.sort(key=lambda q: q.seq)
-        return runnable
+        return remaining, runnable
 
-    def _execute(self, batch: list[_Queued]) -> None:
+    def _execute(self, batch: list[_Queued], online: bool = True) -> None:
         started = time.perf_counter()
         payloads = [q.item.payload for q in batch]
         try:
@@ -176,7 +242,11 @@ class Batcher:
                 return
             self._fail(batch[0], exc)
             return
-        self._observe(len(batch), max(q.item.n_tokens for q in batch) * len(batch), started)
+        padded = max(q.item.n_tokens for q in batch) * len(batch)
+        if online:
+            ema = self._online_tokens_ema
+            self._online_tokens_ema = padded if ema is None else ema + 0.3 * (padded - ema)
+        self._observe(len(batch), padded, started)
         for q, out in zip(batch, outputs, strict=True):
             q.future.set_result(out)
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from concurrent.futures import Future
 from typing import Any
 
@@ -127,6 +127,38 @@ class ModelService:
         plan = self._plan_rerank(job)
         outs = [f.result() for f in self._submit(plan)]
         return self._finish_rerank(plan, outs, len(job.documents))
+
+    # ------------------------------------------------------------------ background (batch jobs)
+    # Batch jobs plan here and queue on the batcher's background lane: online items always go first,
+    # and the online queue limit (429s) does not apply. Planning errors raise here; the returned
+    # `Pending` raises a run's error from `result()`.
+    def start_embed(self, inputs: list[EmbedInput], options: EmbedOptions) -> Pending:
+        plan = self._plan_embed(inputs, options)
+        return Pending(self.batcher.submit(plan.items, background=True),
+                       lambda outs: self._finish_embed(plan, outs, options))
+
+    def start_rerank(self, job: RerankJob) -> Pending:
+        plan = self._plan_rerank(job)
+        return Pending(self.batcher.submit(plan.items, background=True),
+                       lambda outs: self._finish_rerank(plan, outs, len(job.documents)))
+
+
+class Pending:
+    """A background request in flight: its batcher futures and how to assemble their outputs."""
+
+    def __init__(self, futures: list[Future], finish: Callable[[list[Any]], Any]) -> None:
+        self.futures = futures
+        self._finish = finish
+
+    def done(self) -> bool:
+        return all(f.done() for f in self.futures)
+
+    def result(self, timeout: float | None = None) -> Any:
+        return self._finish([f.result(timeout) for f in self.futures])
+
+    def cancel(self) -> None:
+        for f in self.futures:
+            f.cancel()
 
 
 async def _gather(futures: list[Future]) -> list[Any]:

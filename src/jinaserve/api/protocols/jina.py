@@ -167,6 +167,14 @@ class RerankRequest(BaseModel):
         raise ValidationFailedError([FieldError("body -> query", "query must be a string or {'text': str}",
                                                 "type_error", None)])
 
+    def checked_documents(self, max_documents: int, max_chars: int) -> list[RerankDocument]:
+        """`to_documents` after the per-request document limit (422 above it)."""
+        if len(self.documents) > max_documents:
+            raise ValidationFailedError([FieldError(
+                "body -> documents", f"List should have at most {max_documents} items, got {len(self.documents)}",
+                "too_long", None)])
+        return self.to_documents(max_chars)
+
     def to_documents(self, max_chars: int) -> list[RerankDocument]:
         docs: list[RerankDocument] = []
         for i, d in enumerate(self.documents):
