@@ -52,3 +52,14 @@ def test_transaction_rolls_back_and_threads_get_their_own_connection(tmp_path: P
     with pytest.raises(sqlite3.OperationalError):
         db.migrate("bad", ["CREATE TABLE t (v INTEGER)"])  # a failing migration leaves no version behind
     assert db.connection().execute("SELECT count(*) FROM schema_versions WHERE component='bad'").fetchone()[0] == 0
+
+
+def test_one_database_per_file_shared_and_reopening_after_close(tmp_path: Path) -> None:
+    a = open_database(tmp_path)
+    b = open_database(str(tmp_path) + "/")
+    assert a is b and open_database(tmp_path / "other") is not a
+    a.migrate("t", ["CREATE TABLE t (v INTEGER)"])
+    a.close()  # one component shutting down does not break the other: connections reopen on next use
+    with b.transaction() as conn:
+        conn.execute("INSERT INTO t VALUES (7)")
+    assert [r[0] for r in a.connection().execute("SELECT v FROM t")] == [7]

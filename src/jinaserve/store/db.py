@@ -101,7 +101,18 @@ def _statements(script: str) -> list[str]:
     return out
 
 
+_OPEN: dict[Path, Database] = {}
+_OPEN_LOCK = threading.Lock()
+
+
 def open_database(data_dir: str | Path | None) -> Database:
-    """The database in `data_dir` (default: `default_data_dir()`), created on first use."""
+    """The database in `data_dir` (default: `default_data_dir()`), created on first use. One `Database` per
+    file in a process, shared by its components (jobs, classifiers); `close()` only drops connections, which
+    reopen on next use."""
     folder = Path(data_dir).expanduser() if data_dir else default_data_dir()
-    return Database(folder / DB_FILENAME)
+    path = (folder / DB_FILENAME).resolve()
+    with _OPEN_LOCK:
+        db = _OPEN.get(path)
+        if db is None:
+            db = _OPEN[path] = Database(path)
+        return db
