@@ -67,7 +67,7 @@ class JinaRerankerM0Family(ModelFamily):
         self.tokenizer = tokenizer
         self.device = device
         self.image_processor = image_processor
-        self.image_policy = image_policy or ImageFetchPolicy()
+        self.image_policy = (image_policy or ImageFetchPolicy()).for_processor(image_processor)
         cfg = model.config
         self.image_token_id = int(cfg.image_token_id)
         self.merge_size = int(getattr(image_processor, "merge_size", 2) or 2)

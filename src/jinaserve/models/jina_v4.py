@@ -247,7 +247,7 @@ class JinaV4Family(TextEmbeddingFamily):
         self.image_processor = image_processor
         self.projector = projector
         self.active = active
-        self.image_policy = image_policy or ImageFetchPolicy()
+        self.image_policy = (image_policy or ImageFetchPolicy()).for_processor(image_processor)
         cfg = model.config
         self.image_token_id = int(cfg.image_token_id)
         self.vision_start_id = int(cfg.vision_start_token_id)
