@@ -1,0 +1,134 @@
+"""Admission control for one model's queue: by estimated wait, and by what the queue holds.
+
+A request is refused *before* it waits, with an answer the client can act on:
+
+* 413 when it can never fit: more items than `max_queue_items` or more tokens than `max_queue_tokens`
+  on its own (retrying cannot help; the message names the limit);
+* 429 + `Retry-After` when the queue is too full now: the items or tokens ahead plus its own would pass a
+  cap, or the estimated wait — tokens ahead of it ÷ the model's measured tokens per second — is over
+  `max_wait_s`. `Retry-After` is the estimated time until the queue has drained enough.
+
+The outstanding work is counted from admission until each item's future is done (run, failed or
+cancelled), so it covers the queue and the batch running now. The throughput is measured from the
+batcher's own batches (padded tokens per second of forward passes, decayed with a half-life of
+`half_life_s` seconds of busy time), so it follows the model, the hardware and the load. Until the first
+batches are measured there is no estimate and only the caps apply.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from collections.abc import Sequence
+from concurrent.futures import Future
+
+from ..errors import OverloadedError, PayloadTooLargeError
+from ..models.base import WorkItem
+
+
+class QueueLimitError(PayloadTooLargeError):
+    """A request bigger than the model's queue can ever hold (HTTP 413)."""
+
+
+class Admission:
+    def __init__(self, model: str, *, max_wait_s: float | None = 30.0, max_queue_items: int = 8192,
+                 max_queue_tokens: int | None = None, half_life_s: float = 10.0) -> None:
+        self.model = model
+        self.max_wait_s = max_wait_s if max_wait_s else None
+        self.max_items = max(1, max_queue_items)
+        self.max_tokens = max_queue_tokens if max_queue_tokens else None
+        self.half_life_s = half_life_s
+        self._lock = threading.Lock()
+        self._items = 0
+        self._tokens = 0
+        self._busy_tokens = 0.0  # decayed sums over recent batches
+        self._busy_seconds = 0.0
+
+    # ------------------------------------------------------------------ throughput
+    def observe(self, size: int, padded_tokens: int, seconds: float) -> None:
+        """Batch observer: one forward pass of `padded_tokens` took `seconds`."""
+        if seconds <= 0:
+            return
+        with self._lock:
+            keep = 0.5 ** (seconds / self.half_life_s)
+            self._busy_tokens = self._busy_tokens * keep + padded_tokens
+            self._busy_seconds = self._busy_seconds * keep + seconds
+
+    @property
+    def tokens_per_second(self) -> float | None:
+        with self._lock:
+            if self._busy_seconds < 0.02:  # not enough measured yet
+                return None
+            return self._busy_tokens / self._busy_seconds
+
+    @property
+    def outstanding(self) -> tuple[int, int]:
+        """(items, tokens) admitted and not done yet."""
+        with self._lock:
+            return self._items, self._tokens
+
+    def estimated_wait_s(self) -> float:
+        """Seconds until work admitted now would start, from the tokens ahead; 0 without an estimate."""
+        rate = self.tokens_per_second
+        return self.outstanding[1] / rate if rate else 0.0
+
+    def _seconds_for(self, tokens: float) -> int:
+        rate = self.tokens_per_second
+        return max(1, math.ceil(tokens / rate)) if rate else 1
+
+    # ------------------------------------------------------------------ decisions
+    def precheck(self) -> None:
+        """Before any work on a request (tokenising, downloads): 429 if the wait is already too long."""
+        if self.max_wait_s is None:
+            return
+        wait = self.estimated_wait_s()
+        if wait > self.max_wait_s:
+            raise self._too_long(wait)
+
+    def _too_long(self, wait: float) -> OverloadedError:
+        return OverloadedError(
+            f"Model {self.model!r} is busy: the estimated wait is {wait:.0f} s, over the limit of "
+            f"{self.max_wait_s:g} s (max_queue_wait_s); retry after the Retry-After seconds.",
+            retry_after_s=max(1, math.ceil(wait - self.max_wait_s)))  # type: ignore[operator]
+
+    def admit(self, items: Sequence[WorkItem], *, timed: bool = True) -> int:
+        """Reserve room for `items` or raise (413 / 429). Returns the tokens reserved; `release` them when
+        the items are done (`track` does it through their futures). `timed=False` skips the wait limit
+        (in-process callers, who block instead of retrying)."""
+        n_items = len(items)
+        n_tokens = sum(it.n_tokens for it in items)
+        if n_items > self.max_items:
+            raise QueueLimitError(f"The request has {n_items} inputs, more than model {self.model!r} can ever queue "
+                                  f"(max_queue_items={self.max_items}); split it into smaller requests.")
+        if self.max_tokens is not None and n_tokens > self.max_tokens:
+            raise QueueLimitError(f"The request has {n_tokens} tokens, more than model {self.model!r} can ever queue "
+                                  f"(max_queue_tokens={self.max_tokens}); split it into smaller requests.")
+        wait = self.estimated_wait_s() if timed and self.max_wait_s is not None else 0.0
+        with self._lock:
+            if self._items + n_items > self.max_items:
+                excess = self._tokens * (self._items + n_items - self.max_items) / max(1, self._items)
+                full = f"{self._items} items queued or running, limit {self.max_items} (max_queue_items)"
+            elif self.max_tokens is not None and self._tokens + n_tokens > self.max_tokens:
+                excess = self._tokens + n_tokens - self.max_tokens
+                full = f"{self._tokens} tokens queued or running, limit {self.max_tokens} (max_queue_tokens)"
+            elif self.max_wait_s is not None and wait > self.max_wait_s:
+                full = ""
+                excess = 0
+            else:
+                self._items += n_items
+                self._tokens += n_tokens
+                return n_tokens
+        if not full:
+            raise self._too_long(wait)
+        raise OverloadedError(f"Model {self.model!r} queue is full ({full}); retry after the Retry-After seconds.",
+                              retry_after_s=self._seconds_for(excess))
+
+    def release(self, n_items: int, n_tokens: int) -> None:
+        with self._lock:
+            self._items -= n_items
+            self._tokens -= n_tokens
+
+    def track(self, items: Sequence[WorkItem], futures: Sequence[Future]) -> None:
+        """Release each admitted item when its future is done."""
+        for item, fut in zip(items, futures, strict=True):
+            fut.add_done_callback(lambda _f, n=item.n_tokens: self.release(1, n))
