@@ -37,6 +37,19 @@ class ModelNotFoundError(JinaServeError):
     error_type = "invalid_request_error"
 
 
+class ResourceNotFoundError(JinaServeError):
+    """A path that names something that does not exist, e.g. GET /v1/models/{unknown} (HTTP 404)."""
+
+    status = 404
+    code = "RESOURCE_NOT_FOUND"
+    error_type = "invalid_request_error"
+
+    def __init__(self, message: str, *, code: str | None = None) -> None:
+        super().__init__(message)
+        if code is not None:
+            self.code = code
+
+
 class ModelNotReadyError(JinaServeError):
     status = 503
     code = "SERVICE_UNAVAILABLE"
