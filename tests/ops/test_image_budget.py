@@ -80,7 +80,8 @@ def test_issue_request_refused_before_decoding(v4_server):
     detail = r.json()["detail"]
     assert "image_max_request_pixels" in detail and "1,023,744,016 pixels" in detail
     record("image_budget_issue_request", body_mb=round(len(huge) * 16 / MB, 2), status=r.status_code,
-           rss_before_mb=round(before), rss_peak_growth_mb=round(peak - before), rss_held_after_mb=round(after - before))
+           rss_before_mb=round(before), rss_peak_growth_mb=round(peak - before),
+           rss_held_after_mb=round(after - before))
     assert peak - before < 64, (before, peak)
 
 

@@ -43,7 +43,8 @@ ODD_STRINGS = ["\ud800", "a\udfffb", "\udbff\udc00", "", " ", "\x00", "null", "N
 
 leaves = st.one_of(
     st.none(), st.booleans(),
-    st.integers(), st.integers(min_value=2**63 - 2, max_value=2**90), st.integers(min_value=-(2**90), max_value=-(2**63)),
+    st.integers(), st.integers(min_value=2**63 - 2, max_value=2**90),
+    st.integers(min_value=-(2**90), max_value=-(2**63)),
     st.floats(allow_nan=True, allow_infinity=True),
     st.text(max_size=12), st.text(st.characters(categories=["Cs"]) | st.characters(), max_size=6),
     st.sampled_from(ODD_STRINGS),

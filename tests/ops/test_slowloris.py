@@ -33,7 +33,8 @@ def test_silent_and_dripping_connections_are_closed_after_the_header_timeout(tin
         t0 = time.monotonic()
         silent = [_connect(srv.port) for _ in range(20)]
         drippers = [_connect(srv.port) for _ in range(20)]
-        request_head = b"POST /v1/embeddings HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nX-Pad: " + b"a" * 500
+        request_head = (b"POST /v1/embeddings HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nX-Pad: "
+                        + b"a" * 500)
         sent = {id(s): 0 for s in drippers}
         received: dict[int, bytes] = {id(s): b"" for s in silent + drippers}
         closed_at: dict[int, float] = {}

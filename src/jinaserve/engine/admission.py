@@ -11,19 +11,30 @@ A request is refused *before* it waits, with an answer the client can act on:
 The outstanding work is counted from admission until each item's future is done (run, failed or
 cancelled), so it covers the queue and the batch running now. The throughput is measured from the
 batcher's own batches (padded tokens per second of forward passes, decayed with a half-life of
-`half_life_s` seconds of busy time), so it follows the model, the hardware and the load. Until the first
-batches are measured there is no estimate and only the caps apply.
+`half_life_s` seconds of busy time), so it follows the model, the hardware and the load. A first estimate
+comes from `calibrate` at load (two small forward passes, the first one discarded as warm-up): small
+batches run fewer tokens per second than a loaded server's, so that first estimate errs on the safe side
+(early 429s rather than long waits) and real batches replace it within seconds of load.
 """
 
 from __future__ import annotations
 
+import logging
 import math
 import threading
+import time
 from collections.abc import Sequence
 from concurrent.futures import Future
+from typing import Any
 
 from ..errors import OverloadedError, PayloadTooLargeError
+from ..jobs import EmbedInput, EmbedOptions, RerankDocument, RerankJob
 from ..models.base import WorkItem
+
+log = logging.getLogger("jinaserve.admission")
+
+# The probe of `calibrate`: 4 inputs of about 32 tokens.
+_PROBE = "jinaserve measures the throughput of this model once, at load, with a short text like this one."
 
 
 class QueueLimitError(PayloadTooLargeError):
@@ -53,6 +64,25 @@ class Admission:
             keep = 0.5 ** (seconds / self.half_life_s)
             self._busy_tokens = self._busy_tokens * keep + padded_tokens
             self._busy_seconds = self._busy_seconds * keep + seconds
+
+    def calibrate(self, family: Any) -> None:
+        """A first throughput estimate before any request: a small batch through `family.run_batch` twice
+        (the first pass pays one-time costs and is not counted). Failures only leave the estimate empty."""
+        if self.max_wait_s is None:
+            return
+        try:
+            if family.spec.kind == "rerank":
+                plan = family.plan_rerank(RerankJob(self.model, "probe", [RerankDocument(text=_PROBE)] * 4))
+            else:
+                plan = family.plan_embed([EmbedInput(text=_PROBE)] * 4, EmbedOptions(truncate=True))
+            items = [it for it in plan.items if it.group == plan.items[0].group][:8]
+            payloads = [it.payload for it in items]
+            family.run_batch(payloads)
+            started = time.perf_counter()
+            family.run_batch(payloads)
+            self.observe(len(items), max(it.n_tokens for it in items) * len(items), time.perf_counter() - started)
+        except Exception as exc:  # a probe must never stop a model from serving
+            log.debug("throughput probe of %s failed: %r", self.model, exc)
 
     @property
     def tokens_per_second(self) -> float | None:

@@ -68,9 +68,11 @@ def load_service(arg: str, settings: Settings) -> ModelService:
         ref, folder = locate(ref, opts)
         cls = family_class(ref.spec.family)
         family = cls.load(ref.spec, folder, opts)
-    return ModelService(ref.served_id, family, max_batch_tokens=settings.max_batch_tokens,
-                        max_batch_size=settings.max_batch_size, max_queue_items=settings.max_queue_items,
-                        max_queue_tokens=settings.max_queue_tokens, max_queue_wait_s=settings.max_queue_wait_s)
+    service = ModelService(ref.served_id, family, max_batch_tokens=settings.max_batch_tokens,
+                           max_batch_size=settings.max_batch_size, max_queue_items=settings.max_queue_items,
+                           max_queue_tokens=settings.max_queue_tokens, max_queue_wait_s=settings.max_queue_wait_s)
+    service.admission.calibrate(family)  # a first throughput estimate for admission (engine/admission.py)
+    return service
 
 
 def default_model_args(settings: Settings) -> list[str]:
