@@ -137,6 +137,9 @@ class Settings(BaseSettings):
                                  "413.")
     max_queue_tokens: int = Field(default=4_194_304, description="Tokens queued or running per model; a request that "
                                   "would pass it gets 429 + Retry-After, one that alone has more gets 413.")
+    max_queue_image_mb: int = Field(
+        default=2048, description="Processed image tensors (pixels ready for the model) queued or running per model, "
+        "in MiB; a request that would pass it gets 429 + Retry-After, one that alone has more gets 413.")
     max_queue_wait_s: float = Field(
         default=30.0, description="Longest estimated wait (tokens ahead / the model's measured tokens per second) "
         "for a request to be admitted; above it, 429 with Retry-After from the estimate. 0 turns it off.")

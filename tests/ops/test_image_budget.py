@@ -6,7 +6,9 @@ A real server process on a tiny jina-embeddings-v4, its RSS sampled with psutil 
   with a 413 naming `image_max_request_pixels` before anything is decoded: RSS does not move;
 * 16 PNGs of 3,999 x 3,999 (within the default per-request budget) are decoded one at a time and shrunk to
   the processor's bounds at once: peak RSS grows by far less than the 16 decoded images would take
-  (~1 GB as RGB), and what is left after the request is small.
+  (~1 GB as RGB), and what is left after the request is small;
+* the processed image tensors a model's queue holds are capped too (`max_queue_image_mb`): a request whose
+  tensors alone pass it gets a 413, one that would pass it with what is queued a 429.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ import psutil
 import pytest
 from ops_figures import record
 
-from helpers import RunningServer, server_process
+from helpers import RunningServer, server_in_thread, server_process
 
 MB = 2**20
 
@@ -98,3 +100,13 @@ def test_request_within_budget_decoded_one_image_at_a_time(v4_server):
     # one 16 MB greyscale buffer at a time (plus the processor's small copies), never the 16 images at once
     assert peak - before < 200, (before, peak)
     assert after - before < 64, (before, after)
+
+
+def test_queued_image_tensors_are_capped(tiny_v4_path):
+    png = _grey_png_b64(200)  # the tiny v4 processor keeps 112 x 112 of it: ~0.3 MB of float32 patches
+    with server_in_thread(models=[f"v4={tiny_v4_path}"], max_queue_image_mb=1) as srv:
+        r = httpx.post(srv.url + "/v1/embeddings", json={"model": "v4", "input": [{"image": png}] * 3}, timeout=60)
+        assert r.status_code == 200, r.text[:300]
+        r = httpx.post(srv.url + "/v1/embeddings", json={"model": "v4", "input": [{"image": png}] * 4}, timeout=60)
+        assert r.status_code == 413, r.text[:300]
+        assert "max_queue_image_mb=1" in r.json()["detail"]

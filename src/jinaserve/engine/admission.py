@@ -2,10 +2,11 @@
 
 A request is refused *before* it waits, with an answer the client can act on:
 
-* 413 when it can never fit: more items than `max_queue_items` or more tokens than `max_queue_tokens`
-  on its own (retrying cannot help; the message names the limit);
-* 429 + `Retry-After` when the queue is too full now: the items or tokens ahead plus its own would pass a
-  cap, or the estimated wait — tokens ahead of it ÷ the model's measured tokens per second — is over
+* 413 when it can never fit: more items than `max_queue_items`, more tokens than `max_queue_tokens` or
+  more image-tensor bytes than `max_queue_bytes` on its own (retrying cannot help; the message names the
+  limit);
+* 429 + `Retry-After` when the queue is too full now: what is ahead plus its own would pass one of those
+  caps, or the estimated wait — tokens ahead of it ÷ the model's measured tokens per second — is over
   `max_wait_s`. `Retry-After` is the estimated time until the queue has drained enough.
 
 The outstanding work is counted from admission until each item's future is done (run, failed or
@@ -43,15 +44,18 @@ class QueueLimitError(PayloadTooLargeError):
 
 class Admission:
     def __init__(self, model: str, *, max_wait_s: float | None = 30.0, max_queue_items: int = 8192,
-                 max_queue_tokens: int | None = None, half_life_s: float = 10.0) -> None:
+                 max_queue_tokens: int | None = None, max_queue_bytes: int | None = None,
+                 half_life_s: float = 10.0) -> None:
         self.model = model
         self.max_wait_s = max_wait_s if max_wait_s else None
         self.max_items = max(1, max_queue_items)
         self.max_tokens = max_queue_tokens if max_queue_tokens else None
+        self.max_bytes = max_queue_bytes if max_queue_bytes else None
         self.half_life_s = half_life_s
         self._lock = threading.Lock()
         self._items = 0
         self._tokens = 0
+        self._bytes = 0
         self._busy_tokens = 0.0  # decayed sums over recent batches
         self._busy_seconds = 0.0
 
@@ -121,44 +125,44 @@ class Admission:
             f"{self.max_wait_s:g} s (max_queue_wait_s); retry after the Retry-After seconds.",
             retry_after_s=max(1, math.ceil(wait - self.max_wait_s)))  # type: ignore[operator]
 
-    def admit(self, items: Sequence[WorkItem], *, timed: bool = True) -> int:
-        """Reserve room for `items` or raise (413 / 429). Returns the tokens reserved; `release` them when
-        the items are done (`track` does it through their futures). `timed=False` skips the wait limit
-        (in-process callers, who block instead of retrying)."""
-        n_items = len(items)
-        n_tokens = sum(it.n_tokens for it in items)
-        if n_items > self.max_items:
-            raise QueueLimitError(f"The request has {n_items} inputs, more than model {self.model!r} can ever queue "
-                                  f"(max_queue_items={self.max_items}); split it into smaller requests.")
-        if self.max_tokens is not None and n_tokens > self.max_tokens:
-            raise QueueLimitError(f"The request has {n_tokens} tokens, more than model {self.model!r} can ever queue "
-                                  f"(max_queue_tokens={self.max_tokens}); split it into smaller requests.")
+    def admit(self, items: Sequence[WorkItem], *, timed: bool = True) -> tuple[int, int, int]:
+        """Reserve room for `items` or raise (413 / 429). Returns the (items, tokens, bytes) reserved, to
+        `release` if they never reach the queue (`track` releases each item when its future is done).
+        `timed=False` skips the wait limit (in-process callers, who block instead of retrying)."""
+        n = (len(items), sum(it.n_tokens for it in items), sum(it.nbytes for it in items))
+        caps = ((self.max_items, "inputs", "max_queue_items"), (self.max_tokens, "tokens", "max_queue_tokens"),
+                (self.max_bytes, "bytes of image tensors", "max_queue_image_mb"))
+        for want, (cap, what, setting) in zip(n, caps, strict=True):
+            if cap is not None and want > cap:
+                limit = f"{setting}={cap // 2**20}" if setting == "max_queue_image_mb" else f"{setting}={cap}"
+                raise QueueLimitError(f"The request has {want} {what}, more than model {self.model!r} can ever "
+                                      f"queue ({limit}); split it into smaller requests.")
         wait = self.estimated_wait_s() if timed and self.max_wait_s is not None else 0.0
         with self._lock:
-            if self._items + n_items > self.max_items:
-                excess = self._tokens * (self._items + n_items - self.max_items) / max(1, self._items)
-                full = f"{self._items} items queued or running, limit {self.max_items} (max_queue_items)"
-            elif self.max_tokens is not None and self._tokens + n_tokens > self.max_tokens:
-                excess = self._tokens + n_tokens - self.max_tokens
-                full = f"{self._tokens} tokens queued or running, limit {self.max_tokens} (max_queue_tokens)"
-            elif self.max_wait_s is not None and wait > self.max_wait_s:
-                full = ""
-                excess = 0
-            else:
-                self._items += n_items
-                self._tokens += n_tokens
-                return n_tokens
+            held = (self._items, self._tokens, self._bytes)
+            full = [(h, w, cap, setting) for h, w, (cap, _, setting) in zip(held, n, caps, strict=True)
+                    if cap is not None and h + w > cap]
+            if not full and not (self.max_wait_s is not None and wait > self.max_wait_s):
+                self._items, self._tokens, self._bytes = (h + w for h, w in zip(held, n, strict=True))
+                return n
+            # Retry-After: the time to drain the share of the queued tokens that stands in the way
+            share = max(((h + w - cap) / max(1, h) for h, w, cap, _ in full), default=0.0)
         if not full:
             raise self._too_long(wait)
-        raise OverloadedError(f"Model {self.model!r} queue is full ({full}); retry after the Retry-After seconds.",
-                              retry_after_s=self._seconds_for(excess))
+        h, _, cap, setting = full[0]
+        what = dict(zip((c[2] for c in caps), (c[1] for c in caps), strict=True))[setting]
+        amount = (f"{h / 2**20:.0f} MiB of image tensors queued or running, limit {cap // 2**20} MiB"
+                  if setting == "max_queue_image_mb" else f"{h} {what} queued or running, limit {cap}")
+        raise OverloadedError(f"Model {self.model!r} queue is full ({amount}: {setting}); retry after the "
+                              f"Retry-After seconds.", retry_after_s=self._seconds_for(held[1] * min(1.0, share)))
 
-    def release(self, n_items: int, n_tokens: int) -> None:
+    def release(self, n_items: int, n_tokens: int, n_bytes: int = 0) -> None:
         with self._lock:
             self._items -= n_items
             self._tokens -= n_tokens
+            self._bytes -= n_bytes
 
     def track(self, items: Sequence[WorkItem], futures: Sequence[Future]) -> None:
         """Release each admitted item when its future is done."""
         for item, fut in zip(items, futures, strict=True):
-            fut.add_done_callback(lambda _f, n=item.n_tokens: self.release(1, n))
+            fut.add_done_callback(lambda _f, t=item.n_tokens, b=item.nbytes: self.release(1, t, b))

@@ -70,7 +70,8 @@ def load_service(arg: str, settings: Settings) -> ModelService:
         family = cls.load(ref.spec, folder, opts)
     service = ModelService(ref.served_id, family, max_batch_tokens=settings.max_batch_tokens,
                            max_batch_size=settings.max_batch_size, max_queue_items=settings.max_queue_items,
-                           max_queue_tokens=settings.max_queue_tokens, max_queue_wait_s=settings.max_queue_wait_s)
+                           max_queue_tokens=settings.max_queue_tokens, max_queue_wait_s=settings.max_queue_wait_s,
+                           max_queue_image_bytes=settings.max_queue_image_mb * 2**20)
     service.admission.calibrate(family)  # a first throughput estimate for admission (engine/admission.py)
     return service
 

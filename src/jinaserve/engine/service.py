@@ -46,13 +46,13 @@ def _small_text_request(inputs: list[EmbedInput]) -> bool:
 class ModelService:
     def __init__(self, served_id: str, family: ModelFamily, *, max_batch_tokens: int = 16384,
                  max_batch_size: int = 128, max_queue_items: int = 8192, max_queue_tokens: int | None = None,
-                 max_queue_wait_s: float | None = None) -> None:
+                 max_queue_wait_s: float | None = None, max_queue_image_bytes: int | None = None) -> None:
         self.id = served_id
         self.family = family
         self.spec = family.spec
         # --- admission (engine/admission.py) and this model's planning threads (engine/planner.py)
         self.admission = Admission(served_id, max_wait_s=max_queue_wait_s, max_queue_items=max_queue_items,
-                                   max_queue_tokens=max_queue_tokens)
+                                   max_queue_tokens=max_queue_tokens, max_queue_bytes=max_queue_image_bytes)
         self._planner = Planner(served_id)
         batch_metrics = metrics.batch_observer(served_id)
 
@@ -108,11 +108,11 @@ class ModelService:
         """Admission (413 / 429, engine/admission.py), then the batcher's queue."""
         items = plan.items
         try:
-            tokens = self.admission.admit(items, timed=timed)
+            reserved = self.admission.admit(items, timed=timed)
             try:
                 futures = self.batcher.submit(items)
             except BaseException:
-                self.admission.release(len(items), tokens)
+                self.admission.release(*reserved)
                 raise
         except OverloadedError:
             self._rejected_counter.inc()

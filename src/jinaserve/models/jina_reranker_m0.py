@@ -158,7 +158,8 @@ class JinaRerankerM0Family(ModelFamily):
                     payloads[i] = M0Payload(self.encode(job.query, d.text))
             for i, img in zip(image_idx, images if image_idx else [], strict=True):
                 payloads[i] = self.encode_image(job.query, img, i)
-        items = [WorkItem(p, len(p.ids)) for p in payloads if p is not None]
+        items = [WorkItem(p, len(p.ids), nbytes=0 if p.pixel_values is None else p.pixel_values.nbytes)
+                 for p in payloads if p is not None]
         total = sum(len(p.ids) for p in payloads)
 
         def assemble(outs: list[Any]) -> RerankResult:
