@@ -54,11 +54,12 @@ def cpu() -> str:
            f"{fields.get('Flags', '').strip()}"
 
 
-async def client(i: int, url: str, args: argparse.Namespace, deadline: float, out: dict) -> None:
+async def _client(i: int, url: str, model: str, texts: int, deadline: float, timeout: float, max_retry_sleep: float,
+                  out: dict) -> None:
     rng = random.Random(i)
-    async with httpx.AsyncClient(base_url=url, timeout=args.timeout) as c:
+    async with httpx.AsyncClient(base_url=url, timeout=timeout) as c:
         while time.perf_counter() < deadline:
-            body = {"model": "all-MiniLM-L6-v2", "input": long_texts(rng, args.texts), "truncate": True}
+            body = {"model": model, "input": long_texts(rng, texts), "truncate": True}
             t0 = time.perf_counter()
             try:
                 r = await c.post("/v1/embeddings", json=body)
@@ -75,9 +76,23 @@ async def client(i: int, url: str, args: argparse.Namespace, deadline: float, ou
                 retry = int(r.headers.get("retry-after", "1"))
                 out["rejected"].append(dt)
                 out["retry_after"].append(retry)
-                await asyncio.sleep(min(30, retry))
+                if len(out["rejected_details"]) < 5:
+                    out["rejected_details"].append(r.json().get("detail"))
+                await asyncio.sleep(min(max_retry_sleep, retry))
             else:
                 out["other"].append(f"{r.status_code}: {r.text[:120]}")
+
+
+async def overload(url: str, *, model: str, clients: int, texts: int, seconds: float, timeout: float,
+                   max_retry_sleep: float = 30.0) -> dict:
+    """`clients` clients sending `texts` long texts per request for `seconds`; what they saw: 200 latencies
+    (`ok`), 429 latencies, Retry-After values and the first details, client timeouts, errors, other statuses."""
+    out: dict = {"ok": [], "rejected": [], "retry_after": [], "rejected_details": [], "timeouts": 0, "errors": [],
+                 "other": []}
+    deadline = time.perf_counter() + seconds
+    await asyncio.gather(*(_client(i, url, model, texts, deadline, timeout, max_retry_sleep, out)
+                           for i in range(clients)))
+    return out
 
 
 def percentile(values: list[float], q: float) -> float | None:
@@ -111,14 +126,9 @@ def main() -> None:
             except httpx.HTTPError:
                 pass
             time.sleep(0.2)
-        out: dict = {"ok": [], "rejected": [], "retry_after": [], "timeouts": 0, "errors": [], "other": []}
-
-        async def run() -> None:
-            deadline = time.perf_counter() + args.seconds
-            await asyncio.gather(*(client(i, url, args, deadline, out) for i in range(args.clients)))
-
         started = time.perf_counter()
-        asyncio.run(run())
+        out = asyncio.run(overload(url, model="all-MiniLM-L6-v2", clients=args.clients, texts=args.texts,
+                                   seconds=args.seconds, timeout=args.timeout))
         elapsed = time.perf_counter() - started
     finally:
         proc.send_signal(signal.SIGTERM)

@@ -6,8 +6,9 @@ A request is refused *before* it waits, with an answer the client can act on:
   more image-tensor bytes than `max_queue_bytes` on its own (retrying cannot help; the message names the
   limit);
 * 429 + `Retry-After` when the queue is too full now: what is ahead plus its own would pass one of those
-  caps, or the estimated wait — tokens ahead of it ÷ the model's measured tokens per second — is over
-  `max_wait_s`. `Retry-After` is the estimated time until the queue has drained enough.
+  caps, or the estimated wait for its answer — the tokens queued or running plus its own, ÷ the model's
+  measured tokens per second — is over `max_wait_s`. `Retry-After` is the estimated time until the queue
+  has drained enough. A request alone on an idle model is always admitted, however long it takes.
 
 The outstanding work is counted from admission until each item's future is done (run, failed or
 cancelled), so it covers the queue and the batch running now. The throughput is measured from the
@@ -102,7 +103,7 @@ class Admission:
             return self._items, self._tokens
 
     def estimated_wait_s(self) -> float:
-        """Seconds until work admitted now would start, from the tokens ahead; 0 without an estimate."""
+        """Seconds until the work queued or running now is done; 0 without an estimate."""
         rate = self.tokens_per_second
         return self.outstanding[1] / rate if rate else 0.0
 
@@ -119,11 +120,15 @@ class Admission:
         if wait > self.max_wait_s:
             raise self._too_long(wait)
 
-    def _too_long(self, wait: float) -> OverloadedError:
+    def _too_long(self, wait: float, ahead: float | None = None) -> OverloadedError:
+        """`wait`: the estimated time to the answer; `ahead`: the part of it that is other work (when the
+        request's own part alone is over the limit, it can start only once the queue is empty)."""
+        assert self.max_wait_s is not None
+        retry = wait - self.max_wait_s if ahead is None or wait - ahead < self.max_wait_s else ahead
         return OverloadedError(
             f"Model {self.model!r} is busy: the estimated wait is {wait:.0f} s, over the limit of "
             f"{self.max_wait_s:g} s (max_queue_wait_s); retry after the Retry-After seconds.",
-            retry_after_s=max(1, math.ceil(wait - self.max_wait_s)))  # type: ignore[operator]
+            retry_after_s=max(1, math.ceil(retry)))
 
     def admit(self, items: Sequence[WorkItem], *, timed: bool = True) -> tuple[int, int, int]:
         """Reserve room for `items` or raise (413 / 429). Returns the (items, tokens, bytes) reserved, to
@@ -137,18 +142,20 @@ class Admission:
                 limit = f"{setting}={cap // 2**20}" if setting == "max_queue_image_mb" else f"{setting}={cap}"
                 raise QueueLimitError(f"The request has {want} {what}, more than model {self.model!r} can ever "
                                       f"queue ({limit}); split it into smaller requests.")
-        wait = self.estimated_wait_s() if timed and self.max_wait_s is not None else 0.0
+        rate = self.tokens_per_second if timed and self.max_wait_s is not None else None
         with self._lock:
             held = (self._items, self._tokens, self._bytes)
             full = [(h, w, cap, setting) for h, w, (cap, _, setting) in zip(held, n, caps, strict=True)
                     if cap is not None and h + w > cap]
+            # the estimated time to this request's answer: the work ahead and its own (0 on an idle model)
+            wait = (held[1] + n[1]) / rate if rate and held[0] else 0.0
             if not full and not (self.max_wait_s is not None and wait > self.max_wait_s):
                 self._items, self._tokens, self._bytes = (h + w for h, w in zip(held, n, strict=True))
                 return n
             # Retry-After: the time to drain the share of the queued tokens that stands in the way
             share = max(((h + w - cap) / max(1, h) for h, w, cap, _ in full), default=0.0)
         if not full:
-            raise self._too_long(wait)
+            raise self._too_long(wait, held[1] / rate if rate else 0.0)
         h, _, cap, setting = full[0]
         what = dict(zip((c[2] for c in caps), (c[1] for c in caps), strict=True))[setting]
         amount = (f"{h / 2**20:.0f} MiB of image tensors queued or running, limit {cap // 2**20} MiB"
