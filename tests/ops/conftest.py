@@ -65,6 +65,16 @@ def faulty_family(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         sys.path.remove(str(d))
 
 
+def _png() -> bytes:
+    from io import BytesIO
+
+    from PIL import Image
+
+    buf = BytesIO()
+    Image.new("RGB", (96, 64), (200, 30, 30)).save(buf, format="PNG")
+    return buf.getvalue()
+
+
 class DripServer(ThreadingHTTPServer):
     """An image host on 127.0.0.1 that answers at once with image headers, then sends one byte of the
     body every `interval` seconds (an unlucky client's slow CDN). `active` counts open downloads."""
@@ -82,6 +92,10 @@ class DripServer(ThreadingHTTPServer):
     def url(self) -> str:
         return f"http://127.0.0.1:{self.server_address[1]}/drip.png"
 
+    @property
+    def fast_url(self) -> str:
+        return f"http://127.0.0.1:{self.server_address[1]}/fast.png"
+
 
 class _DripHandler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
@@ -91,6 +105,14 @@ class _DripHandler(BaseHTTPRequestHandler):
         pass
 
     def do_GET(self) -> None:
+        if self.path.startswith("/fast.png"):  # a normal image host, for comparison
+            body = _png()
+            self.send_response(200)
+            self.send_header("Content-Type", "image/png")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+            return
         with self.server.lock:
             self.server.active += 1
             self.server.served += 1

@@ -87,3 +87,23 @@ def test_slow_image_downloads_do_not_slow_other_models(tiny_v4_path, tiny_bert_p
         assert ("took longer than" in text) if status == 400 else ("image_max_fetches_per_host" in text)
         assert seconds < FETCH_DEADLINE_S + 5
     assert drip_server.served - served_before <= SLOW_REQUESTS
+
+
+def test_image_url_documents_are_fetched_for_rerank_and_echoed(tiny_v4_path, drip_server):
+    """Rerank documents given as image URLs go through the same async downloads; the answer echoes the URL."""
+    import base64
+
+    import numpy as np
+
+    png = httpx.get(drip_server.fast_url).content
+    with server_in_thread(models=[f"v4={tiny_v4_path}"], image_allow_private_urls=True) as srv:
+        by_url = httpx.post(srv.url + "/v1/rerank", timeout=60, json={
+            "model": "v4", "query": "red", "documents": ["a red square", {"image": drip_server.fast_url}]})
+        inline = httpx.post(srv.url + "/v1/rerank", timeout=60, json={
+            "model": "v4", "query": "red", "documents": ["a red square", {"image": base64.b64encode(png).decode()}]})
+    assert by_url.status_code == 200 and inline.status_code == 200, (by_url.text, inline.text)
+    scores = {r["index"]: r["relevance_score"] for r in by_url.json()["results"]}
+    want = {r["index"]: r["relevance_score"] for r in inline.json()["results"]}
+    np.testing.assert_allclose([scores[0], scores[1]], [want[0], want[1]], atol=1e-6)
+    echoed = next(r for r in by_url.json()["results"] if r["index"] == 1)
+    assert echoed["document"] == {"image": drip_server.fast_url}

@@ -131,21 +131,22 @@ class ModelService:
         """The family's image policy: only families that take images have one."""
         return getattr(self.family, "image_policy", None)
 
-    async def _fetch_embed_images(self, inputs: list[EmbedInput]) -> list[EmbedInput]:
-        """Image URLs downloaded here (async, jinaserve.image_fetch), so no planning thread waits on them."""
-        where = [i for i, x in enumerate(inputs) if is_url(x.image)]
+    async def _fetch_images(self, items: list[Any], where: list[int]) -> list[Any]:
+        """`items` (EmbedInputs or RerankDocuments) with the image URLs at `where` replaced by their bytes,
+        downloaded here (async, jinaserve.image_fetch) so no planning thread waits on them. New objects: the
+        caller's keep their URLs (rerank echoes them back)."""
         policy = self._image_policy()
         if not where or policy is None:
-            return inputs
-        data = await prefetch_urls([inputs[i].image for i in where], policy, where)
-        out = list(inputs)
+            return items
+        data = await prefetch_urls([items[i].image for i in where], policy, where)
+        out = list(items)
         for i, d in zip(where, data, strict=True):
-            out[i] = replace(inputs[i], image=d)
+            out[i] = replace(items[i], image=d)
         return out
 
     async def embed(self, inputs: list[EmbedInput], options: EmbedOptions) -> EmbedResult:
         self._precheck()
-        inputs = await self._fetch_embed_images(inputs)
+        inputs = await self._fetch_images(inputs, [i for i, x in enumerate(inputs) if is_url(x.image)])
         if _small_text_request(inputs):
             plan = self._plan_embed(inputs, options)
         else:
@@ -170,21 +171,12 @@ class ModelService:
         _check_unicode((d.text for d in job.documents), "Document")
         return self.family.plan_rerank(job)
 
-    async def _fetch_rerank_images(self, job: RerankJob) -> RerankJob:
-        """As `_fetch_embed_images`, on a copy of the job: the caller's documents keep their URLs (echoed back)."""
-        where = [i for i, d in enumerate(job.documents) if d.text is None and is_url(d.image)]
-        policy = self._image_policy()
-        if not where or policy is None:
-            return job
-        data = await prefetch_urls([job.documents[i].image for i in where], policy, where)
-        docs = list(job.documents)
-        for i, d in zip(where, data, strict=True):
-            docs[i] = replace(docs[i], image=d)
-        return replace(job, documents=docs)
-
     async def rerank(self, job: RerankJob) -> RerankResult:
         self._precheck()
-        plan = await self._planner.run(self._plan_rerank, await self._fetch_rerank_images(job))
+        docs = await self._fetch_images(job.documents, [i for i, d in enumerate(job.documents)
+                                                        if d.text is None and is_url(d.image)])
+        fetched = job if docs is job.documents else replace(job, documents=docs)
+        plan = await self._planner.run(self._plan_rerank, fetched)
         outs = await _gather(self._submit(plan))
         return self._finish_rerank(plan, outs, len(job.documents))
 
