@@ -141,9 +141,10 @@ class Settings(BaseSettings):
         default=2048, description="Processed image tensors (pixels ready for the model) queued or running per model, "
         "in MiB; a request that would pass it gets 429 + Retry-After, one that alone has more gets 413.")
     max_queue_wait_s: float = Field(
-        default=30.0, description="Longest estimated wait for an answer (tokens queued or running plus the "
-        "request's own, / the model's measured tokens per second) for a request to be admitted; above it, 429 with "
-        "Retry-After from the estimate. A request on an idle model is always admitted. 0 turns it off.")
+        default=30.0, description="Longest estimated wait for an answer (tokens queued or running, plus the larger "
+        "of the request's own and a recent batch, / the model's measured tokens per second) for a request to be "
+        "admitted; above it, 429 with Retry-After from the estimate. A request on an idle model is always admitted. "
+        "0 turns it off.")
     rerank_block_tokens: int | None = Field(
         default=None, description="Listwise rerankers (jina-reranker-v3): most tokens in one block (one forward "
         "pass). Default: the model's context (131072), as the reference implementation. Lower it to bound "

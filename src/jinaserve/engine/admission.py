@@ -6,9 +6,14 @@ A request is refused *before* it waits, with an answer the client can act on:
   more image-tensor bytes than `max_queue_bytes` on its own (retrying cannot help; the message names the
   limit);
 * 429 + `Retry-After` when the queue is too full now: what is ahead plus its own would pass one of those
-  caps, or the estimated wait for its answer — the tokens queued or running plus its own, ÷ the model's
-  measured tokens per second — is over `max_wait_s`. `Retry-After` is the estimated time until the queue
-  has drained enough. A request alone on an idle model is always admitted, however long it takes.
+  caps, or the estimated wait for its answer is over `max_wait_s`. `Retry-After` is the estimated time
+  until the queue has drained enough. A request alone on an idle model is always admitted, however long
+  it takes.
+
+The estimated wait is the tokens queued or running, plus the larger of the request's own tokens and a
+recent batch, ÷ the model's measured tokens per second. The batch term is there because a request finishes
+with the batch it runs in, which requests admitted after it may fill up to the batch budget: on a slow
+device one big batch alone can take most of the allowed wait.
 
 The outstanding work is counted from admission until each item's future is done (run, failed or
 cancelled), so it covers the queue and the batch running now. The throughput is measured from the
@@ -59,6 +64,7 @@ class Admission:
         self._bytes = 0
         self._busy_tokens = 0.0  # decayed sums over recent batches
         self._busy_seconds = 0.0
+        self._recent_batch = 0.0  # padded tokens of a recent big batch (a decaying maximum)
 
     # ------------------------------------------------------------------ throughput
     def observe(self, size: int, padded_tokens: int, seconds: float) -> None:
@@ -69,6 +75,7 @@ class Admission:
             keep = 0.5 ** (seconds / self.half_life_s)
             self._busy_tokens = self._busy_tokens * keep + padded_tokens
             self._busy_seconds = self._busy_seconds * keep + seconds
+            self._recent_batch = max(float(padded_tokens), self._recent_batch * keep)
 
     def calibrate(self, family: Any) -> None:
         """A first throughput estimate before any request: a small batch through `family.run_batch` twice
@@ -102,10 +109,14 @@ class Admission:
         with self._lock:
             return self._items, self._tokens
 
-    def estimated_wait_s(self) -> float:
-        """Seconds until the work queued or running now is done; 0 without an estimate."""
+    def estimated_wait_s(self, own_tokens: int = 0) -> float:
+        """Seconds until a request of `own_tokens` admitted now would be answered; 0 on an idle model or
+        without an estimate."""
         rate = self.tokens_per_second
-        return self.outstanding[1] / rate if rate else 0.0
+        with self._lock:
+            if not rate or not self._items:
+                return 0.0
+            return (self._tokens + max(own_tokens, self._recent_batch)) / rate
 
     def _seconds_for(self, tokens: float) -> int:
         rate = self.tokens_per_second
@@ -118,7 +129,8 @@ class Admission:
             return
         wait = self.estimated_wait_s()
         if wait > self.max_wait_s:
-            raise self._too_long(wait)
+            rate = self.tokens_per_second
+            raise self._too_long(wait, self.outstanding[1] / rate if rate else 0.0)
 
     def _too_long(self, wait: float, ahead: float | None = None) -> OverloadedError:
         """`wait`: the estimated time to the answer; `ahead`: the part of it that is other work (when the
@@ -148,7 +160,7 @@ class Admission:
             full = [(h, w, cap, setting) for h, w, (cap, _, setting) in zip(held, n, caps, strict=True)
                     if cap is not None and h + w > cap]
             # the estimated time to this request's answer: the work ahead and its own (0 on an idle model)
-            wait = (held[1] + n[1]) / rate if rate and held[0] else 0.0
+            wait = (held[1] + max(n[1], self._recent_batch)) / rate if rate and held[0] else 0.0
             if not full and not (self.max_wait_s is not None and wait > self.max_wait_s):
                 self._items, self._tokens, self._bytes = (h + w for h, w in zip(held, n, strict=True))
                 return n
