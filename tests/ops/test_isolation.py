@@ -8,24 +8,33 @@ held the thread pool that planning used: the rerank took seconds."""
 
 from __future__ import annotations
 
+import base64
 import concurrent.futures as cf
 import time
+from collections.abc import Iterator
 
 import httpx
+import numpy as np
+import pytest
 from ops_figures import cpu_line, median, record
 
-from helpers import server_in_thread
+from helpers import RunningServer, server_in_thread
 
 SLOW_REQUESTS = 8
 FETCH_DEADLINE_S = 8.0
 
 
-def test_slow_image_downloads_do_not_slow_other_models(tiny_v4_path, tiny_bert_path, tiny_cross_encoder_path,
-                                                       drip_server):
-    long_text = " ".join(f"word{i % 97} about things" for i in range(300))  # ~5 kB: planned on a thread
+@pytest.fixture(scope="module")
+def srv(tiny_v4_path, tiny_bert_path, tiny_cross_encoder_path) -> Iterator[RunningServer]:
     with server_in_thread(models=[f"v4={tiny_v4_path}", f"tiny={tiny_bert_path}", f"tiny-ce={tiny_cross_encoder_path}"],
                           image_allow_private_urls=True, image_fetch_timeout_s=FETCH_DEADLINE_S,
-                          image_read_timeout_s=5) as srv, httpx.Client(base_url=srv.url, timeout=60) as client:
+                          image_read_timeout_s=5) as s:
+        yield s
+
+
+def test_slow_image_downloads_do_not_slow_other_models(srv, drip_server):
+    long_text = " ".join(f"word{i % 97} about things" for i in range(300))  # ~5 kB: planned on a thread
+    with httpx.Client(base_url=srv.url, timeout=60) as client:
 
         def rerank() -> float:
             t0 = time.perf_counter()
@@ -89,18 +98,13 @@ def test_slow_image_downloads_do_not_slow_other_models(tiny_v4_path, tiny_bert_p
     assert drip_server.served - served_before <= SLOW_REQUESTS
 
 
-def test_image_url_documents_are_fetched_for_rerank_and_echoed(tiny_v4_path, drip_server):
+def test_image_url_documents_are_fetched_for_rerank_and_echoed(srv, drip_server):
     """Rerank documents given as image URLs go through the same async downloads; the answer echoes the URL."""
-    import base64
-
-    import numpy as np
-
     png = httpx.get(drip_server.fast_url).content
-    with server_in_thread(models=[f"v4={tiny_v4_path}"], image_allow_private_urls=True) as srv:
-        by_url = httpx.post(srv.url + "/v1/rerank", timeout=60, json={
-            "model": "v4", "query": "red", "documents": ["a red square", {"image": drip_server.fast_url}]})
-        inline = httpx.post(srv.url + "/v1/rerank", timeout=60, json={
-            "model": "v4", "query": "red", "documents": ["a red square", {"image": base64.b64encode(png).decode()}]})
+    by_url = httpx.post(srv.url + "/v1/rerank", timeout=60, json={
+        "model": "v4", "query": "red", "documents": ["a red square", {"image": drip_server.fast_url}]})
+    inline = httpx.post(srv.url + "/v1/rerank", timeout=60, json={
+        "model": "v4", "query": "red", "documents": ["a red square", {"image": base64.b64encode(png).decode()}]})
     assert by_url.status_code == 200 and inline.status_code == 200, (by_url.text, inline.text)
     scores = {r["index"]: r["relevance_score"] for r in by_url.json()["results"]}
     want = {r["index"]: r["relevance_score"] for r in inline.json()["results"]}
