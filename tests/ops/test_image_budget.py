@@ -3,7 +3,9 @@
 A real server process on a tiny jina-embeddings-v4, its RSS sampled with psutil every 20 ms:
 
 * the issue's request — 16 base64 PNGs of 7,999 x 7,999 grey pixels (~77 KB each, 1.3 MB body) — is refused
-  with a 413 naming `image_max_request_pixels` before anything is decoded: RSS does not move;
+  with a 413 naming `image_max_request_pixels` before anything is decoded: RSS does not move; and on a server
+  whose per-request budget lets it through, its 16 images are decoded one at a time and shrunk at once, so
+  RSS grows by about one decoded image (before the fix: +4.6 GB, 4 GB of it still held after);
 * 16 PNGs of 3,999 x 3,999 (within the default per-request budget) are decoded one at a time and shrunk to
   the processor's bounds at once: peak RSS grows by far less than the 16 decoded images would take
   (~1 GB as RGB), and what is left after the request is small;
@@ -85,6 +87,19 @@ def test_issue_request_refused_before_decoding(v4_server):
            rss_before_mb=round(before), rss_peak_growth_mb=round(peak - before),
            rss_held_after_mb=round(after - before))
     assert peak - before < 64, (before, peak)
+
+
+def test_issue_request_decoded_one_image_at_a_time_when_the_budget_allows(tiny_v4_path):
+    env = {"JINASERVE_LOG_LEVEL": "warning", "JINASERVE_IMAGE_MAX_REQUEST_PIXELS": "2000000000"}
+    with server_process("--models", f"v4={tiny_v4_path}", env=env) as srv:
+        _warm_up(srv)
+        huge = _grey_png_b64(7999)
+        r, before, peak, after = _post_measuring_rss(srv, {"model": "v4", "input": [{"image": huge}] * 16})
+    assert r.status_code == 200, r.text[:300]
+    record("image_budget_issue_request_decoded", status=r.status_code, rss_before_mb=round(before),
+           rss_peak_growth_mb=round(peak - before), rss_held_after_mb=round(after - before))
+    assert peak - before < 200, (before, peak)  # one 64 MB greyscale buffer at a time, not 16 x 256 MB as RGB
+    assert after - before < 96, (before, after)
 
 
 def test_request_within_budget_decoded_one_image_at_a_time(v4_server):
