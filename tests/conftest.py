@@ -14,7 +14,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 # Servers started by tests keep their store (batch jobs, classifiers) out of the user's data folder.
 os.environ.setdefault("JINASERVE_DATA_DIR", tempfile.mkdtemp(prefix="jinaserve-test-data-"))
 
-from helpers import build_tiny_bert, minilm_dir
+from helpers import ROOT, build_tiny_bert, minilm_dir
 
 
 @pytest.fixture(scope="session")
@@ -30,3 +30,15 @@ def tiny_bert_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def tiny_cross_encoder_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return build_tiny_bert(tmp_path_factory.mktemp("tiny-ce"), cross_encoder=True, seed=1)
+
+
+@pytest.fixture(scope="session")
+def tiny_v4_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny random-weight jina-embeddings-v4 in the published layout (tests/v4/tiny_v4.py), shared by the
+    v4 and the ops tests."""
+    import sys
+
+    sys.path.insert(0, str(ROOT / "tests" / "v4"))
+    from tiny_v4 import build_tiny_v4
+
+    return build_tiny_v4(tmp_path_factory.mktemp("tiny-v4"))

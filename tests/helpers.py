@@ -131,14 +131,14 @@ def server_in_thread(settings=None, *, registry=None, **overrides) -> Iterator[R
 
     from jinaserve.api.app import create_app
     from jinaserve.config import Settings
+    from jinaserve.server import uvicorn_config
 
     port = free_port()
     if settings is None:
         settings = Settings(host="127.0.0.1", port=port, offline=True, **overrides)
     app = create_app(settings, registry=registry)
-    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, access_log=False,
-                            lifespan="on")
-    server = uvicorn.Server(config)
+    # the production configuration (connection layer included) on this port
+    server = uvicorn.Server(uvicorn_config(app, settings.model_copy(update={"host": "127.0.0.1", "port": port})))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     url = f"http://127.0.0.1:{port}"

@@ -107,6 +107,19 @@ class Settings(BaseSettings):
     max_documents_per_request: int = Field(default=4096, description="Most documents per rerank request (422).")
     max_input_chars: int = Field(default=1_000_000, description="Longest text input / document in characters "
                                  "(422); the token limit is the model's own (400 with truncate=false).")
+    allow_token_ids: bool = Field(
+        default=False, description="Accept token-id arrays as `input` (ids in the served model's own vocabulary). "
+        "Off: they get a 422, as on the hosted API, because clients such as langchain-openai send ids of another "
+        "tokenizer (tiktoken) that would give wrong vectors.")
+
+    # --- connections (the HTTP layer: jinaserve.connection) ---------------------------------
+    header_timeout_s: float = Field(
+        default=10.0, description="A connection must deliver a request's complete headers within this many seconds "
+        "of opening (or of the request's first byte); otherwise it is closed (a 408 JSON answer if it had sent "
+        "part of a request). Stops slowloris clients.")
+    max_connections: int = Field(
+        default=1024, description="Open client connections served at once; a request on a connection beyond it gets "
+        "a 503 JSON answer (Retry-After) and the connection is closed.")
 
     # --- classification (/v1/classify, /v1/train; see docs/classify.md) ---------------------
     classify_label_cache_mb: float = Field(
@@ -120,20 +133,45 @@ class Settings(BaseSettings):
     image_max_bytes: int = Field(default=8 * 1024 * 1024, description="Largest accepted image (bytes).")
     image_connect_timeout_s: float = Field(default=5.0, description="Image URL download: connect timeout.")
     image_read_timeout_s: float = Field(default=10.0, description="Image URL download: read timeout.")
-    image_fetch_timeout_s: float = Field(default=20.0, description="Total time allowed to download one image URL.")
+    image_fetch_timeout_s: float = Field(default=20.0, description="Deadline for all of one request's image URL "
+                                         "downloads, waiting for a download slot included.")
     image_max_redirects: int = Field(default=3, description="Image URL download: most redirects followed.")
     image_allow_private_urls: bool = Field(
         default=False, description="Allow image URLs that resolve to private, loopback, link-local or reserved "
         "addresses (SSRF guard off). Only for trusted networks.")
-    image_max_pixels: int = Field(default=64_000_000, description="Refuse images with more pixels (bomb guard).")
-    image_max_concurrent_fetches: int = Field(default=8, description="Image URL downloads running at once.")
+    image_max_pixels: int = Field(default=64_000_000, description="Largest image in pixels (width x height, read "
+                                  "from the header before decoding; 413 above it).")
+    image_max_request_pixels: int = Field(
+        default=256_000_000, description="Decoded pixels of all of one request's images together (after the "
+        "JPEG draft downscale), checked from the headers before any is decoded (413 above it).")
+    image_max_request_bytes: int = Field(
+        default=64 * 1024 * 1024, description="Encoded bytes of all of one request's images together, downloaded "
+        "or inline (413 above it).")
+    image_decode_memory_mb: int = Field(
+        default=1024, description="Server-wide budget for decoded image buffers alive at once (MiB). An image "
+        "waits for room (429 after 30 s); one that alone needs more gets a 413.")
+    image_max_concurrent_fetches: int = Field(default=8, description="Image URL downloads running at once (whole "
+                                              "server).")
+    image_max_fetches_per_host: int = Field(default=4, description="Image URL downloads running at once from one "
+                                            "host, so a slow host cannot take every download slot.")
 
     # --- batching -------------------------------------------------------------------------
     max_batch_tokens: int = Field(default=16384, description="Token budget of one forward pass (longest item × "
                                   "batch size, i.e. padded tokens).")
     max_batch_size: int = Field(default=128, description="Most items in one forward pass.")
-    max_queue_items: int = Field(default=8192, description="Items waiting per model; beyond it requests get 429 + "
-                                 "Retry-After.")
+    max_queue_items: int = Field(default=8192, description="Items (inputs / documents) queued or running per model; "
+                                 "a request that would pass it gets 429 + Retry-After, one that alone has more gets "
+                                 "413.")
+    max_queue_tokens: int = Field(default=4_194_304, description="Tokens queued or running per model; a request that "
+                                  "would pass it gets 429 + Retry-After, one that alone has more gets 413.")
+    max_queue_image_mb: int = Field(
+        default=2048, description="Processed image tensors (pixels ready for the model) queued or running per model, "
+        "in MiB; a request that would pass it gets 429 + Retry-After, one that alone has more gets 413.")
+    max_queue_wait_s: float = Field(
+        default=30.0, description="Longest estimated wait for an answer (tokens queued or running, plus the larger "
+        "of the request's own and a recent batch, / the model's measured tokens per second) for a request to be "
+        "admitted; above it, 429 with Retry-After from the estimate. A request on an idle model is always admitted. "
+        "0 turns it off.")
     rerank_block_tokens: int | None = Field(
         default=None, description="Listwise rerankers (jina-reranker-v3): most tokens in one block (one forward "
         "pass). Default: the model's context (131072), as the reference implementation. Lower it to bound "

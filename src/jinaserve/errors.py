@@ -37,6 +37,20 @@ class ModelNotFoundError(JinaServeError):
     error_type = "invalid_request_error"
 
 
+class ResourceNotFoundError(JinaServeError):
+    """404: a path that names something that does not exist or is not the caller's: GET /v1/models/{unknown},
+    a trained classifier, a batch job, a file."""
+
+    status = 404
+    code = "RESOURCE_NOT_FOUND"
+    error_type = "invalid_request_error"
+
+    def __init__(self, message: str, *, code: str | None = None) -> None:
+        super().__init__(message)
+        if code is not None:
+            self.code = code
+
+
 class ModelNotReadyError(JinaServeError):
     status = 503
     code = "SERVICE_UNAVAILABLE"
@@ -91,14 +105,6 @@ class InvalidLabelsError(InvalidInputError):
     """Training labels that cannot make a classifier (e.g. a new classifier with only one label)."""
 
     code = "INPUT_INVALID_LABELS"
-
-
-class ResourceNotFoundError(JinaServeError):
-    """404: a stored resource (a trained classifier, a batch job, a file) that does not exist or is not the caller's."""
-
-    status = 404
-    code = "RESOURCE_NOT_FOUND"
-    error_type = "invalid_request_error"
 
 
 class ConflictError(JinaServeError):

@@ -24,7 +24,13 @@ QUEUE_DEPTH = Gauge("jinaserve_queue_depth", "Items waiting in the model's batch
                     registry=REGISTRY)
 MODEL_READY = Gauge("jinaserve_model_ready", "1 when the model is loaded and serving", ["model"],
                     registry=REGISTRY)
-REJECTED = Counter("jinaserve_rejected_total", "Requests refused because a queue was full", ["model"],
+ESTIMATED_WAIT = Gauge("jinaserve_estimated_wait_seconds", "Estimated wait for a request admitted now (tokens "
+                       "ahead / measured tokens per second)", ["model"], registry=REGISTRY)
+CONNECTIONS_CLOSED = Counter("jinaserve_connections_refused_total", "Client connections closed by the connection "
+                             "layer: reason=header_timeout (slow or silent client) or over_capacity (max_connections)",
+                             ["reason"], registry=REGISTRY)
+REJECTED = Counter("jinaserve_rejected_total", "Requests refused because a queue was full or its wait too long",
+                   ["model"],
                    registry=REGISTRY)
 
 

@@ -1,4 +1,5 @@
-"""Run the HTTP server (uvicorn). SIGTERM/SIGINT: stop accepting, finish in-flight requests, drain the
+"""Run the HTTP server (uvicorn, with the guarded connection layer of `jinaserve.connection`).
+SIGTERM/SIGINT: stop accepting, answer what was already sent, finish in-flight requests, drain the
 batchers, exit 0."""
 
 from __future__ import annotations
@@ -8,11 +9,13 @@ import os
 import signal
 import threading
 from collections.abc import Iterator
+from typing import Any
 
 import uvicorn
 
 from .api.app import create_app
 from .config import Settings
+from .connection import protocol_class
 from .logs import setup_logging
 from .runtimes.threads import apply_thread_env
 
@@ -42,12 +45,17 @@ class _Server(uvicorn.Server):
                 signal.signal(sig, handler)
 
 
+def uvicorn_config(app: Any, settings: Settings) -> uvicorn.Config:
+    """The uvicorn configuration of a jinaserve server, with the guarded connection layer
+    (`jinaserve.connection`: header timeout, connection cap, reset-free shutdown)."""
+    return uvicorn.Config(app, host=settings.host, port=settings.port, log_config=None,
+                          timeout_graceful_shutdown=int(settings.graceful_timeout_s), access_log=False,
+                          lifespan="on", http=protocol_class(settings.header_timeout_s, settings.max_connections))
+
+
 def serve(settings: Settings) -> None:
     apply_offline_env(settings)
     apply_thread_env()  # before the models (and torch) load
     setup_logging(settings.log_format, settings.log_level)
     app = create_app(settings)
-    config = uvicorn.Config(app, host=settings.host, port=settings.port, log_config=None,
-                            timeout_graceful_shutdown=int(settings.graceful_timeout_s), access_log=False,
-                            lifespan="on")
-    _Server(config).run()
+    _Server(uvicorn_config(app, settings)).run()

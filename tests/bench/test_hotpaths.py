@@ -139,8 +139,12 @@ def test_small_text_requests_are_planned_inline_and_the_rest_off_the_loop():
     assert _small_text_request([EmbedInput(token_ids=[1] * limit)])
     assert not _small_text_request([EmbedInput(image="https://example.com/x.png")])  # images: never inline
 
+    from jinaserve.engine.admission import Admission
+    from jinaserve.engine.planner import Planner
+
     planned_on: list[int] = []
     svc = ModelService.__new__(ModelService)
+    svc.admission, svc._planner, svc.family = Admission("m"), Planner("m"), object()  # no limits, no image policy
 
     def plan(inputs, options):
         planned_on.append(threading.get_ident())

@@ -64,18 +64,15 @@ def test_input_forms_give_the_same_vectors(main_server, float_ref):
         np.testing.assert_allclose(vectors(embed(main_server, model=MINILM, **{alias: TEXTS})), float_ref, atol=1e-5)
 
 
-def test_token_id_inputs(main_server, float_ref):
+def test_token_id_inputs_refused_by_default(main_server):
+    """Token ids are refused unless the operator allows them (allow_token_ids; accepted ids are tested in
+    tests/ops/test_token_ids.py): 422 naming the client fix."""
     tok = AutoTokenizer.from_pretrained(str(minilm_dir()))
     ids = [tok(t)["input_ids"] for t in TEXTS]
-    r = embed(main_server, model=MINILM, input=ids)
-    np.testing.assert_allclose(vectors(r), float_ref, atol=1e-5)
-    assert r.json()["usage"]["total_tokens"] == sum(len(x) for x in ids)
-    # one flat token-id array = one input
-    one = embed(main_server, model=MINILM, input=ids[0])
-    np.testing.assert_allclose(vectors(one)[0], float_ref[0], atol=1e-5)
-    # ids outside the vocabulary: a clear 400
-    bad = embed(main_server, model=MINILM, input=[[101, 10**7, 102]])
-    assert bad.status_code == 400 and "vocabulary" in bad.json()["detail"]
+    for value in (ids, ids[0]):  # a list of token-id arrays, and one flat array
+        r = embed(main_server, model=MINILM, input=value)
+        assert r.status_code == 422, r.text
+        assert "check_embedding_ctx_length=False" in r.json()["detail"]
 
 
 def test_null_means_absent_and_unknown_fields_ignored(main_server, float_ref):

@@ -97,7 +97,7 @@ def test_models_endpoint(main_server):
     one = httpx.get(main_server.url + f"/v1/models/{MINILM}").json()
     assert one["id"] == MINILM
     missing = httpx.get(main_server.url + "/v1/models/nope")
-    assert missing.status_code == 400 and isinstance(missing.json()["detail"], str)
+    assert missing.status_code == 404 and isinstance(missing.json()["detail"], str)  # as OpenAI answers
 
 
 def test_health_probes(main_server):

@@ -8,7 +8,10 @@ import importlib
 import json
 import sys
 import textwrap
+import threading
+import time
 from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
@@ -60,6 +63,85 @@ def faulty_family(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     finally:
         FAMILIES.pop("ops_faulty", None)
         sys.path.remove(str(d))
+
+
+def _png() -> bytes:
+    from io import BytesIO
+
+    from PIL import Image
+
+    buf = BytesIO()
+    Image.new("RGB", (96, 64), (200, 30, 30)).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+class DripServer(ThreadingHTTPServer):
+    """An image host on 127.0.0.1 that answers at once with image headers, then sends one byte of the
+    body every `interval` seconds (an unlucky client's slow CDN). `active` counts open downloads."""
+
+    daemon_threads = True
+    interval = 0.5
+
+    def __init__(self) -> None:
+        super().__init__(("127.0.0.1", 0), _DripHandler)
+        self.active = 0
+        self.served = 0
+        self.lock = threading.Lock()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server_address[1]}/drip.png"
+
+    @property
+    def fast_url(self) -> str:
+        return f"http://127.0.0.1:{self.server_address[1]}/fast.png"
+
+
+class _DripHandler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server: DripServer
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+    def do_GET(self) -> None:
+        if self.path.startswith("/fast.png"):  # a normal image host, for comparison
+            body = _png()
+            self.send_response(200)
+            self.send_header("Content-Type", "image/png")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+            return
+        with self.server.lock:
+            self.server.active += 1
+            self.server.served += 1
+        try:
+            self.send_response(200)
+            self.send_header("Content-Type", "image/png")
+            self.send_header("Content-Length", "100000")
+            self.end_headers()
+            for _ in range(240):  # at most 2 minutes
+                self.wfile.write(b"\x89")
+                self.wfile.flush()
+                time.sleep(self.server.interval)
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the downloader gave up: what it must do
+        finally:
+            with self.server.lock:
+                self.server.active -= 1
+
+
+@pytest.fixture(scope="session")
+def drip_server() -> Iterator[DripServer]:
+    server = DripServer()
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield server
+    finally:
+        server.shutdown()
+        server.server_close()
 
 
 def pytest_terminal_summary(terminalreporter: Any) -> None:

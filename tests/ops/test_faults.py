@@ -96,7 +96,7 @@ def test_sigterm_drains_in_flight_requests_and_exits_0(tiny_bert_path):
     n_requests, n_inputs = 8, 32
     # A generous drain window: on a loaded CI box the queued work must not hit uvicorn's graceful-shutdown
     # timeout (which cancels what is left); the drain time itself is recorded below.
-    env = {"JINASERVE_GRACEFUL_TIMEOUT_S": "120"}
+    env = {"JINASERVE_GRACEFUL_TIMEOUT_S": "120", "JINASERVE_MAX_QUEUE_WAIT_S": "0"}  # all 8 must be admitted
     with server_process("--models", f"tiny={tiny_bert_path}", "--threads", "1", "--max-batch-size", "2",
                         env=env) as srv:
         proc = srv.process
@@ -158,8 +158,9 @@ def test_graceful_timeout_answers_503_never_500(tiny_bert_path):
 
     n_requests, n_inputs = 8, 256
     port = free_port()
+    # a queue far longer than the default 30 s admission limit on purpose (max_queue_wait_s=0: no limit)
     settings = Settings(host="127.0.0.1", port=port, offline=True, models=[f"tiny={tiny_bert_path}"], threads=1,
-                        max_batch_size=1)
+                        max_batch_size=1, max_queue_wait_s=0)
     app = create_app(settings)
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, access_log=False,
                                            lifespan="on", timeout_graceful_shutdown=1))

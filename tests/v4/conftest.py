@@ -15,12 +15,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from tiny_v4 import JPEG, PNG, build_tiny_v4, build_tiny_v4_merged
-
-
-@pytest.fixture(scope="session")
-def tiny_v4_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return build_tiny_v4(tmp_path_factory.mktemp("tiny-v4"))
+from tiny_v4 import JPEG, PNG, build_tiny_v4_merged
 
 
 @pytest.fixture(scope="session")

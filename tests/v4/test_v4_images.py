@@ -97,10 +97,10 @@ def test_url_failures_with_loopback_allowed(image_http):
 
 def test_every_redirect_hop_is_checked_by_the_ssrf_guard(image_http, monkeypatch):
     """Guard on, but the first host (127.0.0.1) is treated as public: its redirect to 127.0.0.2 is refused."""
-    import jinaserve.images as images
+    import jinaserve.image_fetch as image_fetch  # the SSRF guard lives with the downloads
 
-    original = images._address_refused
-    monkeypatch.setattr(images, "_address_refused", lambda ip: None if str(ip) == "127.0.0.1" else original(ip))
+    original = image_fetch._address_refused
+    monkeypatch.setattr(image_fetch, "_address_refused", lambda ip: None if str(ip) == "127.0.0.1" else original(ip))
     assert load_image(f"{image_http}/img.png", index=0).size == (64, 48)  # first hop alone is fetched
     with pytest.raises(InvalidImageError, match=r"index 4: .*'127\.0\.0\.2' resolves to a loopback address"):
         load_image(f"{image_http}/redirect-other-host", index=4)

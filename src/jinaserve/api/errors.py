@@ -45,8 +45,34 @@ def error_body(status: int, message: str, *, code: str | None = None, error_type
 def error_response(status: int, message: str, *, code: str | None = None, error_type: str | None = None,
                    errors: list[FieldError] | None = None, headers: dict[str, str] | None = None) -> Response:
     body = error_body(status, message, code=code, error_type=error_type, errors=errors)
-    return Response(orjson.dumps(body, default=str), status_code=status, media_type="application/json",
-                    headers=headers)
+    return Response(dumps_error(body), status_code=status, media_type="application/json", headers=headers)
+
+
+def dumps_error(body: Any) -> bytes:
+    """orjson, or — for what orjson refuses (integers beyond 64 bits, lone surrogates, echoed from the
+    request in validation errors) — the same body with those values made safe. Never raises."""
+    try:
+        return orjson.dumps(body, default=str)
+    except orjson.JSONEncodeError:
+        return orjson.dumps(_json_safe(body), default=str)
+
+
+def _json_safe(value: Any) -> Any:
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+            return value
+        except UnicodeEncodeError:  # lone surrogates: shown as their escape, \ud800
+            return value.encode("utf-8", "backslashreplace").decode("utf-8")
+    if isinstance(value, bool) or value is None or isinstance(value, float):
+        return value
+    if isinstance(value, int):
+        return value if -(2**63) <= value < 2**64 else str(value)
+    if isinstance(value, dict):
+        return {_json_safe(str(k)): _json_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_json_safe(v) for v in value]
+    return _json_safe(str(value))
 
 
 def exception_body(exc: JinaServeError) -> dict[str, Any]:

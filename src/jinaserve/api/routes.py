@@ -9,7 +9,8 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.responses import Response
 
 from .. import metrics
-from ..engine.registry import ModelRegistry
+from ..engine.registry import ModelRegistry, public_name
+from ..errors import ModelNotFoundError, ResourceNotFoundError
 from ..jobs import RerankJob
 from . import dispatch
 from .auth import check_api_key
@@ -51,7 +52,7 @@ async def _embed(request: Request, body: EmbeddingsRequest, *, multivector: bool
     service = _registry(request).get(body.model, "embedding")
     request.state.model = service.id
     inputs = parse_inputs(body.input, max_inputs=settings.max_inputs_per_request,
-                          max_chars=settings.max_input_chars)
+                          max_chars=settings.max_input_chars, allow_token_ids=settings.allow_token_ids)
     options = body.to_options(service.spec.task_names)
     if multivector:
         options.return_multivector = True
@@ -100,7 +101,10 @@ async def list_models(request: Request) -> Response:
 @router.get("/v1/models/{model_id:path}", dependencies=[Depends(check_api_key)], tags=["models"])
 async def get_model(request: Request, model_id: str) -> Response:
     """One served model, by served name, catalog id, repo id or alias."""
-    service = _registry(request).get(model_id, "embedding")
+    try:
+        service = _registry(request).get(model_id, "embedding")
+    except ModelNotFoundError as exc:  # a missing resource: 404, as OpenAI answers (the SDK's NotFoundError)
+        raise ResourceNotFoundError(exc.message, code="model_not_found") from None
     return JSONBytes(dumps(_card(service)))
 
 
@@ -118,7 +122,8 @@ async def ready(request: Request) -> Response:
     """Readiness: 200 when every model is loaded, else 503 naming those that are not."""
     registry = _registry(request)
     statuses = registry.status()
-    models = {s.served_id or s.name: {"state": s.state, **({"error": s.error} if s.error else {})}
+    # served names and short reasons only: /readyz answers without a key, so no local paths or tracebacks
+    models = {s.served_id or public_name(s.name): {"state": s.state, **({"error": s.reason} if s.reason else {})}
               for s in statuses}
     not_ready = [name for name, m in models.items() if m["state"] != "ready"]
     if statuses and not not_ready and not request.app.state.shutting_down:

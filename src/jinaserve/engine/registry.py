@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import logging
+import re
 import threading
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Literal
 
 from .. import metrics
@@ -16,7 +18,7 @@ from ..errors import ModelLoadError, ModelNotFoundError, ModelNotReadyError
 from ..images import ImageFetchPolicy
 from ..models import family_class
 from ..models.loading import LoadOptions
-from ..models.resolve import ModelRef, locate, resolve
+from ..models.resolve import ModelRef, locate, resolve, split_alias
 from ..runtimes import hub
 from .service import ModelService
 
@@ -29,7 +31,8 @@ State = Literal["loading", "ready", "failed"]
 class ModelStatus:
     name: str
     state: State = "loading"
-    error: str | None = None
+    error: str | None = None  # the full message, for the server log
+    reason: str | None = None  # what clients may see: short, no local paths
     kind: str | None = None
     load_seconds: float | None = None
     served_id: str | None = None
@@ -68,8 +71,12 @@ def load_service(arg: str, settings: Settings) -> ModelService:
         ref, folder = locate(ref, opts)
         cls = family_class(ref.spec.family)
         family = cls.load(ref.spec, folder, opts)
-    return ModelService(ref.served_id, family, max_batch_tokens=settings.max_batch_tokens,
-                        max_batch_size=settings.max_batch_size, max_queue_items=settings.max_queue_items)
+    service = ModelService(ref.served_id, family, max_batch_tokens=settings.max_batch_tokens,
+                           max_batch_size=settings.max_batch_size, max_queue_items=settings.max_queue_items,
+                           max_queue_tokens=settings.max_queue_tokens, max_queue_wait_s=settings.max_queue_wait_s,
+                           max_queue_image_bytes=settings.max_queue_image_mb * 2**20)
+    service.admission.calibrate(family)  # a first throughput estimate for admission (engine/admission.py)
+    return service
 
 
 def default_model_args(settings: Settings) -> list[str]:
@@ -96,6 +103,30 @@ def defaults_or_fallback(defaults: list[str], settings: Settings, *, how_to_choo
     # The bundled folder itself: the hub just proved unreachable, so no second attempt (which can hang on
     # a network that drops packets) before the fallback to the bundled copy.
     return [f"{OFFLINE_FALLBACK_MODEL}={bundled}" if bundled else OFFLINE_FALLBACK_MODEL]
+
+
+_PATH = re.compile(r"(?<![\w:/.>\\])(?:~|\.\.?|[A-Za-z]:)?[/\\][^\s'\"(),;:]+")
+
+
+def public_name(arg: str) -> str:
+    """How /readyz names a model the user gave as `arg`: NAME of NAME=SOURCE, a catalog id or hub repo as
+    given, and only the last component of a local path (the server's folders are nobody's business)."""
+    name, target = split_alias(arg)
+    if name:
+        return name
+    if _PATH.match(target) or target.lower().endswith(".gguf"):
+        return re.split(r"[/\\]", target.rstrip("/\\"))[-1] or "model"
+    return target
+
+
+def public_reason(exc: BaseException, arg: str) -> str:
+    """A failed load's reason for clients: the first line of the message, local paths replaced by <path>."""
+    text = _PATH.sub("<path>", (str(exc) or type(exc).__name__).strip().splitlines()[0])
+    _, target = split_alias(arg)
+    for path in {target, str(Path(target).expanduser()), str(Path(target).expanduser().resolve())}:
+        if len(path) > 1 and ("/" in path or "\\" in path):
+            text = text.replace(path, "<path>")
+    return text if len(text) <= 200 else text[:200] + "..."
 
 
 class ModelRegistry:
@@ -129,8 +160,8 @@ class ModelRegistry:
                       exc_info=not isinstance(exc, ModelNotFoundError | ModelLoadError))  # expected: no traceback
             with self._lock:
                 # the name requests use (NAME of NAME=SOURCE), so /readyz and errors name it as clients do
-                self._status[arg] = ModelStatus(arg, "failed", message, served_id=arg.partition("=")[0].strip()
-                                                if "=" in arg else None)
+                self._status[arg] = ModelStatus(arg, "failed", message, public_reason(exc, arg),
+                                                served_id=arg.partition("=")[0].strip() if "=" in arg else None)
             return
         self.add(service, arg, time.perf_counter() - started)
 
@@ -189,7 +220,7 @@ class ModelRegistry:
                 if st.state == "loading":
                     raise ModelNotReadyError(f"Model {name!r} is still loading")
                 if st.state == "failed":
-                    raise ModelNotReadyError(f"Model {name!r} failed to load: {st.error}")
+                    raise ModelNotReadyError(f"Model {name!r} failed to load: {st.reason}")
         served = ", ".join(sorted(services)) or "none"
         raise ModelNotFoundError(f"Model {name!r} is not served here. Served models: {served}")
 

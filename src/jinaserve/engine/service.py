@@ -9,16 +9,21 @@ import asyncio
 import threading
 from collections.abc import Callable, Iterable
 from concurrent.futures import Future
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
 
 from .. import metrics
 from ..errors import InvalidInputError, OverloadedError
+from ..image_fetch import is_url
+from ..images import prefetch_urls
 from ..jobs import EmbedInput, EmbedOptions, EmbedResult, RerankJob, RerankResult
 from ..models.base import EmbedPlan, ModelFamily, RerankPlan
 from ..outputs import truncate_and_normalize
+from .admission import Admission
 from .batcher import Batcher
+from .planner import Planner
 
 # Requests whose whole input is at most this many characters of text (or token ids) are planned on the
 # event loop: tokenising ~100 characters takes ~40 µs, less than the hand-off to a worker thread and back
@@ -40,16 +45,28 @@ def _small_text_request(inputs: list[EmbedInput]) -> bool:
 
 class ModelService:
     def __init__(self, served_id: str, family: ModelFamily, *, max_batch_tokens: int = 16384,
-                 max_batch_size: int = 128, max_queue_items: int = 8192) -> None:
+                 max_batch_size: int = 128, max_queue_items: int = 8192, max_queue_tokens: int | None = None,
+                 max_queue_wait_s: float | None = None, max_queue_image_bytes: int | None = None) -> None:
         self.id = served_id
         self.family = family
         self.spec = family.spec
+        # --- admission (engine/admission.py) and this model's planning threads (engine/planner.py)
+        self.admission = Admission(served_id, max_wait_s=max_queue_wait_s, max_queue_items=max_queue_items,
+                                   max_queue_tokens=max_queue_tokens, max_queue_bytes=max_queue_image_bytes)
+        self._planner = Planner(served_id)
+        batch_metrics = metrics.batch_observer(served_id)
+
+        def observe(size: int, tokens: int, seconds: float) -> None:
+            batch_metrics(size, tokens, seconds)
+            self.admission.observe(size, tokens, seconds)
+        # ---
         self.batcher = Batcher(served_id, family.run_batch, max_batch_tokens=max_batch_tokens,
                                max_batch_size=max_batch_size, max_queue_items=max_queue_items,
-                               observer=metrics.batch_observer(served_id))
+                               observer=observe)
         self.batcher.start()
         self._queue_gauge = metrics.QUEUE_DEPTH.labels(served_id)
         self._queue_gauge.set_function(lambda: self.batcher.queue_depth)
+        metrics.ESTIMATED_WAIT.labels(served_id).set_function(self.admission.estimated_wait_s)
         # Label children resolved once (a labels() look-up takes a lock on every call).
         self._tokens_counter = metrics.INPUT_TOKENS.labels(served_id)
         self._inputs_counter = metrics.INPUTS.labels(served_id)
@@ -61,6 +78,7 @@ class ModelService:
 
     def close(self, drain: bool = True) -> None:
         self.batcher.stop(drain=drain)
+        self._planner.close()
         self.family.close()
 
     # ------------------------------------------------------------------ embeddings
@@ -86,24 +104,59 @@ class ModelService:
         self._inputs_counter.inc(len(vectors))
         return EmbedResult(vectors, plan.total_tokens, plan.tokenized if options.return_tokenized_input else None)
 
-    def _submit(self, plan: EmbedPlan | RerankPlan) -> list[Future]:
+    def _submit(self, plan: EmbedPlan | RerankPlan, *, timed: bool = True) -> list[Future]:
+        """Admission (413 / 429, engine/admission.py), then the batcher's queue."""
+        items = plan.items
         try:
-            return self.batcher.submit(plan.items)
+            reserved = self.admission.admit(items, timed=timed)
+            try:
+                futures = self.batcher.submit(items)
+            except BaseException:
+                self.admission.release(*reserved)
+                raise
+        except OverloadedError:
+            self._rejected_counter.inc()
+            raise
+        self.admission.track(items, futures)
+        return futures
+
+    def _precheck(self) -> None:
+        try:
+            self.admission.precheck()
         except OverloadedError:
             self._rejected_counter.inc()
             raise
 
+    def _image_policy(self) -> Any:
+        """The family's image policy: only families that take images have one."""
+        return getattr(self.family, "image_policy", None)
+
+    async def _fetch_images(self, items: list[Any], where: list[int]) -> list[Any]:
+        """`items` (EmbedInputs or RerankDocuments) with the image URLs at `where` replaced by their bytes,
+        downloaded here (async, jinaserve.image_fetch) so no planning thread waits on them. New objects: the
+        caller's keep their URLs (rerank echoes them back)."""
+        policy = self._image_policy()
+        if not where or policy is None:
+            return items
+        data = await prefetch_urls([items[i].image for i in where], policy, where)
+        out = list(items)
+        for i, d in zip(where, data, strict=True):
+            out[i] = replace(items[i], image=d)
+        return out
+
     async def embed(self, inputs: list[EmbedInput], options: EmbedOptions) -> EmbedResult:
+        self._precheck()
+        inputs = await self._fetch_images(inputs, [i for i, x in enumerate(inputs) if is_url(x.image)])
         if _small_text_request(inputs):
             plan = self._plan_embed(inputs, options)
         else:
-            plan = await asyncio.to_thread(self._plan_embed, inputs, options)
+            plan = await self._planner.run(self._plan_embed, inputs, options)
         outs = await _gather(self._submit(plan))
         return self._finish_embed(plan, outs, options)
 
     def embed_sync(self, inputs: list[EmbedInput], options: EmbedOptions) -> EmbedResult:
         plan = self._plan_embed(inputs, options)
-        outs = [f.result() for f in self._submit(plan)]
+        outs = [f.result() for f in self._submit(plan, timed=False)]
         return self._finish_embed(plan, outs, options)
 
     # ------------------------------------------------------------------ rerank
@@ -119,13 +172,17 @@ class ModelService:
         return self.family.plan_rerank(job)
 
     async def rerank(self, job: RerankJob) -> RerankResult:
-        plan = await asyncio.to_thread(self._plan_rerank, job)
+        self._precheck()
+        docs = await self._fetch_images(job.documents, [i for i, d in enumerate(job.documents)
+                                                        if d.text is None and is_url(d.image)])
+        fetched = job if docs is job.documents else replace(job, documents=docs)
+        plan = await self._planner.run(self._plan_rerank, fetched)
         outs = await _gather(self._submit(plan))
         return self._finish_rerank(plan, outs, len(job.documents))
 
     def rerank_sync(self, job: RerankJob) -> RerankResult:
         plan = self._plan_rerank(job)
-        outs = [f.result() for f in self._submit(plan)]
+        outs = [f.result() for f in self._submit(plan, timed=False)]
         return self._finish_rerank(plan, outs, len(job.documents))
 
     # ------------------------------------------------------------------ background (batch jobs)

@@ -26,6 +26,9 @@ class WorkItem:
     payload: Any
     n_tokens: int
     group: Hashable = None
+    # Memory the payload holds besides its token ids, e.g. an image's pixel tensor (the engine caps what
+    # all queued items hold: max_queue_image_mb).
+    nbytes: int = 0
 
 
 @dataclass

@@ -40,7 +40,7 @@ from torch import nn
 
 from ..catalog import ModelSpec
 from ..errors import InvalidInputError, ModelLoadError
-from ..images import ImageFetchPolicy, load_images
+from ..images import DownscaleTarget, ImageFetchPolicy, load_images
 from ..jobs import EmbedInput, EmbedOptions
 from ..runtimes.torch_runtime import pad_batch
 from .base import EmbedPlan, WorkItem
@@ -79,7 +79,9 @@ class JinaCLIPFamily(TextEmbeddingFamily):
         self.vision = vision
         self.vision_head = vision_head
         self.image_config = image_config
-        self.image_policy = image_policy or ImageFetchPolicy()
+        # images are shrunk while decoding, never below what the CLIP resize keeps (its shorter side)
+        self.image_policy = replace(image_policy or ImageFetchPolicy(),
+                                    target=DownscaleTarget(short_edge=image_config.size))
         self.image_tokens = 1 + vision.config.grid ** 2  # counted as the image's tokens (usage, batch budget)
 
     def check_embed_options(self, options: EmbedOptions) -> None:
@@ -110,8 +112,8 @@ class JinaCLIPFamily(TextEmbeddingFamily):
                     payloads[i].pixels = clip_pixels(img, self.image_config)
                 except (ValueError, OSError) as exc:
                     raise InvalidInputError(f"Input at index {i}: the image cannot be processed ({exc})") from None
-        items = [WorkItem(p, len(p.ids), TEXT) if p.ids is not None else WorkItem(p, self.image_tokens, IMAGE)
-                 for p in payloads]
+        items = [WorkItem(p, len(p.ids), TEXT) if p.ids is not None
+                 else WorkItem(p, self.image_tokens, IMAGE, nbytes=p.pixels.nbytes) for p in payloads]
         return EmbedPlan(items, sum(it.n_tokens for it in items), lambda outs: list(outs))
 
     # ----------------------------------------------------------------- execution

@@ -70,7 +70,7 @@ class JinaRerankerM0Family(ModelFamily):
         self.tokenizer = tokenizer
         self.device = device
         self.image_processor = image_processor
-        self.image_policy = image_policy or ImageFetchPolicy()
+        self.image_policy = (image_policy or ImageFetchPolicy()).for_processor(image_processor)
         cfg = model.config
         self.image_token_id = int(cfg.image_token_id)
         self.merge_size = int(getattr(image_processor, "merge_size", 2) or 2)
@@ -163,7 +163,8 @@ class JinaRerankerM0Family(ModelFamily):
                     payloads[i] = M0Payload(self.encode(job.query, d.text))
             for i, img in zip(image_idx, images if image_idx else [], strict=True):
                 payloads[i] = self.encode_image(job.query, img, i)
-        items = [WorkItem(p, len(p.ids)) for p in payloads if p is not None]
+        items = [WorkItem(p, len(p.ids), nbytes=0 if p.pixel_values is None else p.pixel_values.nbytes)
+                 for p in payloads if p is not None]
         total = sum(len(p.ids) for p in payloads)
 
         def assemble(outs: list[Any]) -> RerankResult:

@@ -270,7 +270,7 @@ class JinaV4Family(TextEmbeddingFamily):
         self.image_processor = image_processor
         self.projector = projector
         self.active = active
-        self.image_policy = image_policy or ImageFetchPolicy()
+        self.image_policy = (image_policy or ImageFetchPolicy()).for_processor(image_processor)
         cfg = model.config
         self.image_token_id = int(cfg.image_token_id)
         self.vision_start_id = int(cfg.vision_start_token_id)
@@ -365,7 +365,8 @@ class JinaV4Family(TextEmbeddingFamily):
                                                   f"model's limit of {self.max_tokens}")
                 payloads[i] = V4Payload(ids, group, multivector, pixels, grid, span)
 
-        items = [WorkItem(p, len(p.ids), group) for p in payloads if p is not None]
+        items = [WorkItem(p, len(p.ids), group, 0 if p.pixel_values is None else p.pixel_values.nbytes)
+                 for p in payloads if p is not None]
         total = sum(it.n_tokens for it in items)
         tokenized = None
         if multivector and options.return_tokenized_input:  # one token string per multi-vector row

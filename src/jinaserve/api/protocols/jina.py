@@ -26,8 +26,8 @@ class EmbeddingsRequest(OpenAIEmbeddingFields):
     model: str | None = Field(default=None, description="Served model id (null: the first embedding model).")
     input: Any = Field(
         default=None, validation_alias=AliasChoices("input", "content", "texts"),
-        description="str, list of str, {'text'}, {'image'|'url'|'bytes'} objects, data-URI strings, or "
-        "token-id arrays of the model's own tokenizer.")
+        description="str, list of str, {'text'}, {'image'|'url'|'bytes'} objects, or data-URI strings. Token-id "
+        "arrays only when the server allows them (allow_token_ids: ids of the served model's own tokenizer).")
     embedding_type: EmbeddingTypeName | list[EmbeddingTypeName] | None = Field(
         default=None, validation_alias=AliasChoices("embedding_type", "embedding_types"),
         description="Jina output format: float, base64, binary, ubinary. Wins over encoding_format.")
@@ -79,8 +79,16 @@ class EmbeddingsRequest(OpenAIEmbeddingFields):
         )
 
 
-def parse_inputs(raw: Any, *, max_inputs: int, max_chars: int) -> list[EmbedInput]:
-    """The request's `input` as a list of EmbedInput; 422 with the offending index otherwise."""
+TOKEN_IDS_REFUSED = (
+    "is an array of token ids, but this server takes text, like the hosted Jina API: ids from another "
+    "tokenizer would give wrong vectors. langchain-openai's OpenAIEmbeddings sends tiktoken ids by default: "
+    "create it with check_embedding_ctx_length=False to send the text. (An operator can accept ids of the "
+    "served model's own vocabulary with the allow_token_ids setting.)")
+
+
+def parse_inputs(raw: Any, *, max_inputs: int, max_chars: int, allow_token_ids: bool = False) -> list[EmbedInput]:
+    """The request's `input` as a list of EmbedInput; 422 with the offending index otherwise. Token-id
+    arrays are refused (422 naming the client fix) unless `allow_token_ids`."""
     if raw is None:
         raise ValidationFailedError([FieldError("body -> input", "Field required", "missing")])
     if isinstance(raw, str | dict):
@@ -101,7 +109,11 @@ def parse_inputs(raw: Any, *, max_inputs: int, max_chars: int) -> list[EmbedInpu
             None)])
     out: list[EmbedInput] = []
     for i, item in enumerate(items):
-        out.append(_parse_one(item, i, max_chars))
+        parsed = _parse_one(item, i, max_chars)
+        if parsed.token_ids is not None and not allow_token_ids:
+            raise ValidationFailedError([FieldError(f"body -> input -> {i}", f"Input at index {i} {TOKEN_IDS_REFUSED}",
+                                                    "token_ids_not_accepted", None)])
+        out.append(parsed)
     return out
 
 
