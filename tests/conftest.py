@@ -10,6 +10,11 @@ import pytest
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# The suite compares vectors with independent float32 references at tight tolerances (cosine ≥ 0.9999), so
+# every model loads in float32 (Settings, `Embedder` / `Reranker`, servers in threads and subprocesses), whatever
+# `--dtype auto` would pick on this CPU (bf16 where it is native and faster). Tests of `auto` set it themselves;
+# direct `Family.load(...)` calls pass LoadOptions(dtype="float32").
+os.environ.setdefault("JINASERVE_DTYPE", "float32")
 
 from helpers import build_tiny_bert, minilm_dir
 

@@ -51,6 +51,9 @@ ROWS: list[ModelSpec] = [
             # that layout has no such list in its config.
             "lora_adaptations": ["retrieval.query", "retrieval.passage", "separation", "classification",
                                  "text-matching"],
+            # No published GGUF: how to make one (llama.cpp's converter on the original layout).
+            "gguf_convert": "the original layout jinaai/jina-embeddings-v3; it writes one lora-<task>-<file> "
+                            "adapter per task next to it",
         },
     ),
 ]

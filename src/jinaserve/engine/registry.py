@@ -58,9 +58,9 @@ def load_service(arg: str, settings: Settings) -> ModelService:
     opts = load_options(settings)
     ref: ModelRef = resolve(arg)
     if uses_llamacpp(ref, opts.runtime):
-        from ..runtimes.llamacpp_runtime import load_family
+        from ..models.gguf import load_gguf_family
 
-        family = load_family(ref.spec, ref.local_path, opts)
+        family = load_gguf_family(ref.spec, ref.local_path, opts)
     else:
         ref, folder = locate(ref, opts)
         cls = family_class(ref.spec.family)

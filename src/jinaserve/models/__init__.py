@@ -16,7 +16,7 @@ FAMILIES: dict[str, str] = {
     "jina_v2": "jinaserve.models.jina_v2:JinaV2Family",
     "jina_reranker_v3": "jinaserve.models.jina_reranker_v3:JinaRerankerV3Family",
     "jina_reranker_m0": "jinaserve.models.jina_reranker_m0:JinaRerankerM0Family",
-    "gguf_text": "jinaserve.runtimes.gguf_family:GGUFTextFamily",
+    "gguf_text": "jinaserve.models.gguf:GGUFTextFamily",
 }
 
 
