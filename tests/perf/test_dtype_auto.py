@@ -13,7 +13,8 @@ import torch
 from jinaserve.runtimes import cpu, torch_runtime
 from jinaserve.runtimes.torch_runtime import auto_cpu_dtype
 
-ZEN2_FLAGS = frozenset("fpu sse sse2 ssse3 sse4_1 sse4_2 avx f16c fma bmi2 avx2 sha_ni".split())  # no bf16
+ZEN2_FLAGS = frozenset(["fpu", "sse", "sse2", "ssse3", "sse4_1", "sse4_2", "avx", "f16c", "fma", "bmi2", "avx2",
+                        "sha_ni"])  # no bf16
 SPR_FLAGS = ZEN2_FLAGS | {"avx512f", "avx512_bf16", "amx_bf16", "amx_tile", "amx_int8"}
 
 

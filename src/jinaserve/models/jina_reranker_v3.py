@@ -173,6 +173,12 @@ class JinaRerankerV3Family(ModelFamily):
                  context, device, dtype)
         return cls(spec, model, projector, tokenizer, device=device, context=context)
 
+    def quantize_int8(self, folder: Path, opts: Any) -> None:
+        from .base import int8_backbone_for
+
+        self.backbone = int8_backbone_for(self, self.model, folder, opts)
+        self.model = self.backbone
+
     @classmethod
     def load_gguf(cls, spec: ModelSpec, folder: Path, backbone: Any, opts: Any) -> JinaRerankerV3Family:
         """The published GGUF (the Qwen3 backbone only) + `projector.safetensors` from the same folder."""

@@ -206,6 +206,7 @@ class LateChunkPayload:
 # ------------------------------------------------------------------------------------------------ family
 class JinaV3Family(TextEmbeddingFamily):
     family_name = "jina_v3"
+    int8_capable = False  # task LoRA patches the torch weights per batch
 
     def __init__(self, spec: ModelSpec, model: Any, tokenizer: Any, *, adapters: dict[str, TaskAdapters],
                  adapter_mode: AdapterMode = "merged", device: str = "cpu") -> None:

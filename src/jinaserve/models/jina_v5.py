@@ -110,6 +110,10 @@ class JinaV5Family(TextEmbeddingFamily):
         super().__init__(*args, **kwargs)
         self.adapters = adapters
 
+    @property
+    def int8_capable(self) -> bool:  # type: ignore[override]
+        return self.adapters is None  # task adapters patch the torch weights; a merged repo is plain
+
     def forward_hidden(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
                        group: Hashable) -> torch.Tensor:
         if self.adapters is not None:

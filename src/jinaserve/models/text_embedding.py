@@ -74,6 +74,17 @@ class TextEmbeddingFamily(ModelFamily):
         """Applied after pooling (e.g. a Dense projection)."""
         return pooled
 
+    # Families whose forward patches the backbone's weights per task (LoRA) set this False.
+    int8_capable = True
+
+    def quantize_int8(self, folder: Path, opts: Any) -> None:
+        if not self.int8_capable:
+            super().quantize_int8(folder, opts)
+        from .base import int8_backbone_for
+
+        self.backbone = int8_backbone_for(self, self.model, folder, opts)
+        self.model = self.backbone  # the float32 module is no longer held
+
     # ----------------------------------------------------------------- GGUF (llama.cpp backbone)
     @classmethod
     def load_gguf(cls, spec: ModelSpec, folder: Path, backbone: Backbone, opts: Any, *,
