@@ -40,11 +40,13 @@ def _small_text_request(inputs: list[EmbedInput]) -> bool:
 
 
 class ModelService:
+    cache: EmbeddingCache | None = None  # exact-match embedding cache (engine/cache.py), None = off
+
     def __init__(self, served_id: str, family: ModelFamily, *, max_batch_tokens: int = 16384,
                  max_batch_size: int = 128, max_queue_items: int = 8192,
                  cache: EmbeddingCache | None = None) -> None:
         self.id = served_id
-        self.cache = cache  # exact-match embedding cache (engine/cache.py), None = off
+        self.cache = cache
         self.family = family
         self.spec = family.spec
         self.batcher = Batcher(served_id, family.run_batch, max_batch_tokens=max_batch_tokens,

@@ -98,7 +98,8 @@ def export_int8(module: Any, target: Path) -> Path:
         fp32.parent.mkdir()
         # A sample with padding, so the traced graph keeps the attention-mask path (an all-ones mask lets
         # transformers drop the mask, and the exported graph would then ignore padding).
-        ids = torch.full((2, 8), 1000, dtype=torch.long)
+        vocab = int(getattr(getattr(module, "config", None), "vocab_size", 0) or 1000)
+        ids = torch.full((2, 8), min(1000, vocab - 1), dtype=torch.long)
         mask = torch.ones_like(ids)
         mask[1, 5:] = 0
         wrapper = _HiddenStates.wrap(module).eval()
@@ -142,6 +143,10 @@ class OnnxInt8Backbone(Backbone):
         options.intra_op_num_threads = int(threads or cores)
         options.inter_op_num_threads = 1
         options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        # Worker threads sleep between runs instead of spinning: the same reason jinaserve sets
+        # OMP_WAIT_POLICY=PASSIVE for torch (runtimes/threads.py): spinning threads take the cores the batcher,
+        # the event loop and other processes need.
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
         self.path = path
         self.hidden_size = hidden_size
