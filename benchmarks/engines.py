@@ -84,6 +84,7 @@ class Server:
     startup_timeout_s: float = 240.0
     proc: subprocess.Popen | None = None
     started_in_s: float | None = None
+    cwd: Path | None = None
     extra: dict = field(default_factory=dict)
 
     @property
@@ -99,7 +100,7 @@ class Server:
         log = self.log_path.open("wb")
         t0 = time.perf_counter()
         self.proc = subprocess.Popen(self.cmd, env=self.env, stdout=log, stderr=subprocess.STDOUT,
-                                     cwd=str(ROOT), start_new_session=True)
+                                     cwd=str(self.cwd or ROOT), start_new_session=True)
         log.close()
         deadline = time.time() + self.startup_timeout_s
         while time.time() < deadline:
@@ -192,8 +193,17 @@ def ensure_infinity(log: Path) -> Path:
 
 def infinity_server(name: str, models: list[tuple[Path, str]], *, threads: int, logs: Path, engine: str = "torch",
                     dtype: str = "float32", batch_size: int = 32) -> Server:
-    """Infinity v2 serving `models` ([(folder, served name)]) with one engine and dtype for all of them."""
+    """Infinity v2 serving `models` ([(folder, served name)]) with one engine and dtype for all of them.
+
+    The optimum engine is started inside the ONNX folder with `--model-id .`: Infinity 0.0.78 names the ONNX file
+    of a local folder by its path as globbed from the model id, and optimum only matches a name relative to the
+    folder (an absolute model path fails with "Could not find any ONNX files with target file name ...")."""
     exe = ensure_infinity(logs / "infinity-install.log")
+    cwd = None
+    if engine == "optimum":
+        if len(models) != 1:
+            raise ValueError("the optimum engine is benchmarked on one model per server")
+        cwd, models = models[0][0], [(Path("."), models[0][1])]
     port = free_port()
     cmd = [str(exe), "v2"]
     for folder, served in models:
@@ -201,7 +211,11 @@ def infinity_server(name: str, models: list[tuple[Path, str]], *, threads: int, 
                 "--batch-size", str(batch_size), "--device", "cpu"]
     cmd += ["--host", "127.0.0.1", "--port", str(port), "--log-level", "warning", "--no-vector-disk-cache"]
     env = thread_env(threads)
-    return Server(name, cmd, env, port, "/health", logs / f"{name}.log", startup_timeout_s=600.0)
+    if cwd is not None:
+        # Infinity caches its optimised graph under the HF cache by model id ("." for both ONNX folders): one cache
+        # per server, so the int8 server never picks up the fp32 server's optimised graph.
+        env["HF_HUB_CACHE"] = str(cwd.parent / f".hf-cache-{name}")
+    return Server(name, cmd, env, port, "/health", logs / f"{name}.log", startup_timeout_s=600.0, cwd=cwd)
 
 
 _ONNX_SCRIPT = """

@@ -20,7 +20,7 @@ only ever compare engines of the same precision:
 Rounds: every server is started once; then each round runs every workload on every engine (the engine
 order rotates from round to round), so a burst of load from other processes hits all engines alike. A
 cell (one workload on one engine in one round) runs at least `--min-seconds` (3) and at least
-`--min-requests` (30) requests, capped at `--max-seconds` (20; the table gives each cell's request count).
+`--min-requests` (30) requests, capped at `--max-seconds` (15; the table gives each cell's request count).
 Figures are medians over rounds, with the spread (min–max) beside them; targets use medians.
 
 MFU: achieved FLOP/s (tokens/s × FLOPs per token from the architecture's shapes and the workload's sequence
@@ -218,7 +218,7 @@ class Sizing:
     rounds: int = 3
     min_s: float = 3.0
     min_requests: int = 30
-    max_s: float = 20.0
+    max_s: float = 15.0
 
 
 # --------------------------------------------------------------------------- engines
@@ -546,7 +546,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--rounds", type=int, default=None, help="interleaved rounds (default 3; 1 with --quick)")
     p.add_argument("--min-seconds", type=float, default=None, help="seconds per cell at least (default 3)")
     p.add_argument("--min-requests", type=int, default=None, help="requests per cell at least (default 30)")
-    p.add_argument("--max-seconds", type=float, default=None, help="seconds per cell at most (default 20)")
+    p.add_argument("--max-seconds", type=float, default=None, help="seconds per cell at most (default 15)")
     p.add_argument("--duration", type=float, default=None, help=argparse.SUPPRESS)  # old name of --min-seconds
     p.add_argument("--threads", type=int, default=None, help="inference threads for every engine (default: cores)")
     p.add_argument("--engines", default=None, help=f"subset of {','.join(ALL_ENGINES)}")
@@ -625,7 +625,7 @@ def main(argv: list[str] | None = None) -> int:
                     min_s=args.min_seconds or args.duration or (1.0 if q else float(os.environ.get("BENCH_DURATION",
                                                                                                    3.0))),
                     min_requests=args.min_requests if args.min_requests is not None else (5 if q else 30),
-                    max_s=args.max_seconds or (3.0 if q else 20.0))
+                    max_s=args.max_seconds or (3.0 if q else 15.0))
     if q:
         args.no_profile = True
         args.no_real = True
