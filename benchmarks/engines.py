@@ -209,6 +209,10 @@ def infinity_server(name: str, models: list[tuple[Path, str]], *, threads: int, 
     for folder, served in models:
         cmd += ["--model-id", str(folder), "--served-model-name", served, "--engine", engine, "--dtype", dtype,
                 "--batch-size", str(batch_size), "--device", "cpu"]
+        if engine == "optimum":
+            # Infinity's optimum embedder mean-pools only when told; its default ("auto") takes the CLS token,
+            # which is not all-MiniLM-L6-v2's pooling (its vectors would not be the model's).
+            cmd += ["--pooling-method", "mean"]
     cmd += ["--host", "127.0.0.1", "--port", str(port), "--log-level", "warning", "--no-vector-disk-cache"]
     env = thread_env(threads)
     if cwd is not None:

@@ -93,3 +93,14 @@ def test_float_linears_picks_ffn_down_projections_only():
     assert all(FLOAT_LINEARS.search(n) for n in keep)
     assert not any(FLOAT_LINEARS.search(n) for n in quantised)
     assert np.isfinite(1.0)
+
+
+def test_int8_is_refused_for_gguf_files_with_a_pointer_to_quant(tmp_path):
+    from jinaserve.config import Settings
+    from jinaserve.engine.registry import load_service
+    from jinaserve.errors import ModelLoadError
+
+    gguf = tmp_path / "model-Q8_0.gguf"
+    gguf.write_bytes(b"GGUF")  # refused before the file is read
+    with pytest.raises(ModelLoadError, match="--quant"):
+        load_service(f"m={gguf}", Settings(quantize="int8", offline=True))
