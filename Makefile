@@ -9,7 +9,7 @@ PORT ?= 8080
 # The CPU wheel of torch available on these machines; installed first so nothing pulls a CUDA build.
 TORCH_SPEC ?= torch==2.13.0
 
-.PHONY: run test venv dev lint bench bench-quick clean docs docs-serve docs-gen
+.PHONY: run test venv dev lint bench bench-quick bench-gpu clean docs docs-serve docs-gen
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -47,13 +47,18 @@ docs-gen: $(VENV)/.installed
 lint: $(VENV)/.installed-dev
 	$(BIN)/ruff check src tests benchmarks examples
 
-# `make bench` (full run, ~9 min on 2 cores; table in benchmarks/results/latest.md), `make bench-quick` (1 s
-# per cell, no profiles, results/quick.md), or `make bench BENCH_ARGS="--engines st,jinaserve"`.
+# `make bench`: the like-for-like run (3 interleaved rounds; Infinity in its own venv; int8 quality; real-size
+# models and reranker-v3 100×2k) → benchmarks/results/latest.md + latest.json. `make bench-quick`: 1 round,
+# 1 s cells, no Infinity / real-size models → results/quick.md. `make bench BENCH_ARGS="--engines st,jinaserve"`.
+# `make bench-gpu`: real-size models on a CUDA GPU vs Infinity (refuses without CUDA) → results/gpu.md.
 bench: $(VENV)/.installed-dev
 	$(BIN)/python -m benchmarks.run_all $(BENCH_ARGS)
 
 bench-quick: $(VENV)/.installed-dev
 	$(BIN)/python -m benchmarks.run_all --quick $(BENCH_ARGS)
+
+bench-gpu: $(VENV)/.installed-dev
+	$(BIN)/python -m benchmarks.gpu $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache

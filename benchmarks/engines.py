@@ -2,7 +2,10 @@
 
 - jinaserve: `python -m jinaserve serve` from this checkout's venv (`--threads`, `--max-batch-size`).
 - Infinity (`infinity-emb` from PyPI) in its own venv, `benchmarks/.venvs/infinity`, created on demand
-  (torch 2.13.0 CPU first so no CUDA build is pulled, then `infinity-emb[server,torch]`).
+  (torch 2.13.0 CPU first so no CUDA build is pulled, then `infinity-emb[server,torch,optimum]`), with
+  `--engine torch` (`--dtype float32 | bfloat16`) or `--engine optimum` (ONNX Runtime) on an ONNX copy of the
+  model that optimum exports in that venv (`prepare_onnx`: `model.onnx`, or its dynamic-int8
+  `model_quantized.onnx`, the file Infinity's optimum engine prefers on CPU).
 - llama.cpp: jinaserve's `--runtime llamacpp` (llama-cpp-python) on a GGUF of the same model, converted
   here with llama.cpp's converter (or `--gguf PATH`); skipped with the reason when it cannot run.
 """
@@ -25,7 +28,7 @@ import httpx
 ROOT = Path(__file__).resolve().parents[1]
 VENVS = ROOT / "benchmarks" / ".venvs"
 INFINITY_VENV = VENVS / "infinity"
-INFINITY_SPEC = os.environ.get("JINASERVE_BENCH_INFINITY_SPEC", "infinity-emb[server,torch]==0.0.78")
+INFINITY_SPEC = os.environ.get("JINASERVE_BENCH_INFINITY_SPEC", "infinity-emb[server,torch,optimum]==0.0.78")
 TORCH_SPEC = os.environ.get("TORCH_SPEC", "torch==2.13.0")
 
 
@@ -81,6 +84,7 @@ class Server:
     startup_timeout_s: float = 240.0
     proc: subprocess.Popen | None = None
     started_in_s: float | None = None
+    cwd: Path | None = None
     extra: dict = field(default_factory=dict)
 
     @property
@@ -96,7 +100,7 @@ class Server:
         log = self.log_path.open("wb")
         t0 = time.perf_counter()
         self.proc = subprocess.Popen(self.cmd, env=self.env, stdout=log, stderr=subprocess.STDOUT,
-                                     cwd=str(ROOT), start_new_session=True)
+                                     cwd=str(self.cwd or ROOT), start_new_session=True)
         log.close()
         deadline = time.time() + self.startup_timeout_s
         while time.time() < deadline:
@@ -148,10 +152,10 @@ class Server:
 
 
 def jinaserve_server(name: str, models: list[str], *, threads: int, logs: Path,
-                     extra_args: list[str] | None = None) -> Server:
+                     extra_args: list[str] | None = None, device: str = "cpu") -> Server:
     port = free_port()
     cmd = [sys.executable, "-m", "jinaserve", "serve", "--models", ",".join(models), "--host", "127.0.0.1",
-           "--port", str(port), "--threads", str(threads), "--device", "cpu", "--offline",
+           "--port", str(port), "--threads", str(threads), "--device", device, "--offline",
            *(extra_args or [])]
     return Server(name, cmd, thread_env(threads), port, "/readyz", logs / f"{name}.log")
 
@@ -187,15 +191,78 @@ def ensure_infinity(log: Path) -> Path:
     return exe
 
 
-def infinity_server(name: str, model_dir: Path, served_name: str, *, threads: int, logs: Path,
-                    batch_size: int = 32) -> Server:
+def infinity_server(name: str, models: list[tuple[Path, str]], *, threads: int, logs: Path, engine: str = "torch",
+                    dtype: str = "float32", batch_size: int = 32) -> Server:
+    """Infinity v2 serving `models` ([(folder, served name)]) with one engine and dtype for all of them.
+
+    The optimum engine is started inside the ONNX folder with `--model-id .`: Infinity 0.0.78 names the ONNX file
+    of a local folder by its path as globbed from the model id, and optimum only matches a name relative to the
+    folder (an absolute model path fails with "Could not find any ONNX files with target file name ...")."""
     exe = ensure_infinity(logs / "infinity-install.log")
+    cwd = None
+    if engine == "optimum":
+        if len(models) != 1:
+            raise ValueError("the optimum engine is benchmarked on one model per server")
+        cwd, models = models[0][0], [(Path("."), models[0][1])]
     port = free_port()
-    cmd = [str(exe), "v2", "--model-id", str(model_dir), "--served-model-name", served_name, "--host",
-           "127.0.0.1", "--port", str(port), "--device", "cpu", "--engine", "torch", "--batch-size",
-           str(batch_size), "--log-level", "warning", "--no-vector-disk-cache"]
+    cmd = [str(exe), "v2"]
+    for folder, served in models:
+        cmd += ["--model-id", str(folder), "--served-model-name", served, "--engine", engine, "--dtype", dtype,
+                "--batch-size", str(batch_size), "--device", "cpu"]
+        if engine == "optimum":
+            # Infinity's optimum embedder mean-pools only when told; its default ("auto") takes the CLS token,
+            # which is not all-MiniLM-L6-v2's pooling (its vectors would not be the model's).
+            cmd += ["--pooling-method", "mean"]
+    cmd += ["--host", "127.0.0.1", "--port", str(port), "--log-level", "warning", "--no-vector-disk-cache"]
     env = thread_env(threads)
-    return Server(name, cmd, env, port, "/health", logs / f"{name}.log")
+    if cwd is not None:
+        # Infinity caches its optimised graph under the HF cache by model id ("." for both ONNX folders): one cache
+        # per server, so the int8 server never picks up the fp32 server's optimised graph.
+        env["HF_HUB_CACHE"] = str(cwd.parent / f".hf-cache-{name}")
+    return Server(name, cmd, env, port, "/health", logs / f"{name}.log", startup_timeout_s=600.0, cwd=cwd)
+
+
+_ONNX_SCRIPT = """
+import sys, shutil
+from pathlib import Path
+from optimum.onnxruntime import ORTModelForFeatureExtraction, ORTQuantizer
+from optimum.onnxruntime.configuration import AutoQuantizationConfig
+src, fp32, int8 = (Path(a) for a in sys.argv[1:4])
+model = ORTModelForFeatureExtraction.from_pretrained(str(src), export=True)
+model.save_pretrained(str(fp32))
+if str(int8) != "-":
+    q = ORTQuantizer.from_pretrained(str(fp32), file_name="model.onnx")
+    q.quantize(save_dir=str(int8), quantization_config=AutoQuantizationConfig.avx512_vnni(is_static=False,
+               per_channel=True))
+"""
+
+
+def prepare_onnx(model_dir: Path, work: Path, log: Path, int8: bool = True) -> tuple[Path, Path | None]:
+    """ONNX copies of `model_dir` for Infinity's optimum engine, exported by optimum in Infinity's venv:
+    (folder with `model.onnx` (fp32), folder with only `model_quantized.onnx` (dynamic int8, per-channel,
+    optimum's AVX512-VNNI preset) or None). Each folder also holds the tokenizer and config files."""
+    fp32, int8_dir = work / "onnx-fp32", work / "onnx-int8"
+    if not (fp32 / "model.onnx").is_file():
+        ensure_infinity(log)
+        with log.open("ab") as out:
+            rc = subprocess.call([str(infinity_python()), "-c", _ONNX_SCRIPT, str(model_dir), str(fp32),
+                                  str(int8_dir) if int8 else "-"], stdout=out, stderr=subprocess.STDOUT,
+                                 env=thread_env(len(os.sched_getaffinity(0))))
+        if rc != 0 or not (fp32 / "model.onnx").is_file():
+            raise RuntimeError(f"optimum's ONNX export of {model_dir} failed ({rc}); see {log}")
+    for folder in (fp32, int8_dir):
+        if not folder.is_dir():
+            continue
+        for item in model_dir.iterdir():  # tokenizer, config, pooling: the ST layout Infinity reads
+            if item.is_file() and item.suffix not in {".safetensors", ".bin"} and not (folder / item.name).exists():
+                shutil.copy(item, folder / item.name)
+            elif item.is_dir() and not (folder / item.name).exists():
+                shutil.copytree(item, folder / item.name)
+    if int8_dir.is_dir():
+        for f in int8_dir.glob("*.onnx"):
+            if f.name != "model_quantized.onnx":
+                f.unlink()
+    return fp32, (int8_dir if (int8_dir / "model_quantized.onnx").is_file() else None)
 
 
 # --------------------------------------------------------------------------- llama.cpp

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import random
 import resource
 import sys
 import time
@@ -41,9 +42,13 @@ class LoadSpec:
     query: str = ""
     fmt: str = "base64"  # float | base64 (embeddings)
     dims: int | None = None
-    duration_s: float = 3.0
+    duration_s: float = 3.0  # at least this long ...
     timeout_s: float = 300.0
     max_requests: int = 1_000_000  # safety bound on top of the duration
+    min_requests: int = 0  # ... and at least this many completed requests ...
+    max_duration_s: float | None = None  # ... but never longer than this (None: duration_s)
+    hot_fraction: float = 0.0  # share of inputs drawn from a small hot set (cache workloads)
+    hot_count: int = 0
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> LoadSpec:
@@ -63,9 +68,16 @@ def build_bodies(spec: LoadSpec, client_idx: int, n: int = 16, k: int | None = N
     pool = spec.texts
     k = k or spec.inputs_per_request
     bodies: list[bytes] = []
+    hot = pool[:spec.hot_count]
+    cold = pool[spec.hot_count:] or pool
+    rng = random.Random(client_idx)
     for r in range(n):
         start = (client_idx * n + r) * k
-        chunk = [pool[(start + j) % len(pool)] for j in range(k)]
+        if hot and spec.hot_fraction:
+            chunk = [rng.choice(hot) if rng.random() < spec.hot_fraction else cold[(start + j) % len(cold)]
+                     for j in range(k)]
+        else:
+            chunk = [pool[(start + j) % len(pool)] for j in range(k)]
         if spec.kind == "embed":
             body: dict[str, Any] = {"model": spec.model, "input": chunk}
             if spec.api == "jina":
@@ -185,16 +197,24 @@ def raw_request(host: str, port: int, path: str, body: bytes) -> bytes:
             f"Content-Length: {len(body)}\r\n\r\n").encode() + body
 
 
-async def _client(conn: Connection, spec: LoadSpec, requests: list[bytes], deadline: float, phase: Phase,
+def _done(spec: LoadSpec, t0: float, phase: Phase) -> bool:
+    """A cell runs at least `duration_s` and `min_requests` completed requests, at most `max_duration_s`."""
+    elapsed = time.perf_counter() - t0
+    if elapsed >= (spec.max_duration_s or spec.duration_s):
+        return True
+    return elapsed >= spec.duration_s and len(phase.latencies) + len(phase.errors) >= spec.min_requests
+
+
+async def _client(conn: Connection, spec: LoadSpec, requests: list[bytes], t0: float, phase: Phase,
                   budget: list[int], once: bool, expect: int | None = None) -> None:
     i = 0
-    while once or time.perf_counter() < deadline:
+    while once or not _done(spec, t0, phase):
         if budget[0] <= 0:
             return
         budget[0] -= 1
         raw = requests[i % len(requests)]
         i += 1
-        t0 = time.perf_counter()
+        sent = time.perf_counter()
         try:
             status, content = await asyncio.wait_for(conn.request(raw), spec.timeout_s)
             problem = check_response(spec, status, content, expect)
@@ -202,7 +222,7 @@ async def _client(conn: Connection, spec: LoadSpec, requests: list[bytes], deadl
                 HTTPError, ValueError) as exc:
             conn.close()
             problem = f"{type(exc).__name__}: {exc}"
-        elapsed = time.perf_counter() - t0
+        elapsed = time.perf_counter() - sent
         if problem is None:
             phase.latencies.append(elapsed)
             phase.inputs += expect or spec.inputs_per_request
@@ -220,7 +240,7 @@ async def run_load(spec: LoadSpec) -> dict[str, Any]:
     def raws(bodies: list[bytes]) -> list[bytes]:
         return [raw_request(host, port, path, b) for b in bodies]
 
-    all_requests = [raws(build_bodies(spec, c)) for c in range(spec.clients)]
+    all_requests = [raws(build_bodies(spec, c, n=64 if spec.hot_fraction else 16)) for c in range(spec.clients)]
     conns = [Connection(host, port) for _ in range(spec.clients)]
     try:
         # Warm-up: one 1-input request per client at once (opens the connections, warms the model).
@@ -229,12 +249,23 @@ async def run_load(spec: LoadSpec) -> dict[str, Any]:
                                        True, expect=1) for c in range(spec.clients)])
         if warm.errors:
             return {"ok": False, "errors": warm.errors[:5]}
+        if spec.hot_count and spec.kind == "embed":
+            # Steady state of a repeated-query workload: every hot query has been seen once before the clock
+            # starts (for every engine alike: one without a cache simply computes them).
+            hot = spec.texts[:spec.hot_count]
+            for i in range(0, len(hot), 32):
+                chunk = hot[i:i + 32]
+                body: dict[str, Any] = {"model": spec.model, "input": chunk}
+                body["embedding_type" if spec.api == "jina" else "encoding_format"] = spec.fmt
+                status, content = await conns[0].request(raw_request(host, port, path, orjson.dumps(body)))
+                problem = check_response(spec, status, content, len(chunk))
+                if problem:
+                    return {"ok": False, "errors": [f"hot-set warm-up: {problem}"]}
         phase = Phase()
         budget = [spec.max_requests]
         cpu0 = resource.getrusage(resource.RUSAGE_SELF)
         t0 = time.perf_counter()
-        deadline = t0 + spec.duration_s
-        await asyncio.gather(*[_client(conns[c], spec, all_requests[c], deadline, phase, budget, False)
+        await asyncio.gather(*[_client(conns[c], spec, all_requests[c], t0, phase, budget, False)
                                for c in range(spec.clients)])
         wall = time.perf_counter() - t0
         cpu1 = resource.getrusage(resource.RUSAGE_SELF)

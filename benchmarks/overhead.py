@@ -79,7 +79,7 @@ async def measure(spec: dict[str, Any]) -> dict[str, Any]:
     from jinaserve.logs import setup_logging
 
     settings = Settings(models=[f"minilm={spec['model_dir']}"], threads=spec["threads"], device="cpu",
-                        offline=True)
+                        dtype="float32", offline=True)
     # Same logging as `jinaserve serve` (access log at info), written to a file rather than a terminal.
     setup_logging(settings.log_format, settings.log_level)
     handler = logging.FileHandler(spec["log_path"])

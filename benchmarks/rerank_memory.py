@@ -71,7 +71,7 @@ def load(model: str, folder: Path, args: argparse.Namespace):
     from jinaserve import Reranker
 
     name = "jina-reranker-v3" if model == "v3" else "jina-reranker-v2-base-multilingual"
-    return Reranker(f"{name}={folder}", device=args.device, threads=args.threads, offline=True,
+    return Reranker(f"{name}={folder}", device=args.device, dtype=args.dtype, threads=args.threads, offline=True,
                     rerank_block_tokens=args.block_tokens, max_batch_tokens=args.max_batch_tokens)
 
 
@@ -157,6 +157,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--layers", type=int, default=None, help="override the layer count (real width kept)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--device", default="cpu")
+    ap.add_argument("--dtype", default="float32", help="float32 | bfloat16 | auto (jinaserve's --dtype)")
     ap.add_argument("--docs", type=int, default=100)
     ap.add_argument("--chars", type=int, default=2000)
     ap.add_argument("--doc-tokens", type=int, nargs="+", default=[50, 500])
@@ -178,7 +179,7 @@ def main(argv: list[str] | None = None) -> None:
         out = cmd_memory(args, folder) if args.command == "memory" else cmd_throughput(args, folder)
     out = {"command": " ".join(["python -m benchmarks.rerank_memory", *(argv or sys.argv[1:])]),
            "model": model, "size": args.size, "layers": args.layers, "threads": args.threads,
-           "device": args.device, "block_tokens": args.block_tokens, **out}
+           "device": args.device, "dtype": args.dtype, "block_tokens": args.block_tokens, **out}
     print(json.dumps(out, indent=1))
 
 

@@ -19,15 +19,22 @@ from typing import Any
 import orjson
 
 
-def _loop(call, chunks: list[list[str]], duration_s: float, max_calls: int = 1_000_000) -> dict[str, Any]:
+def _loop(call, chunks: list[list[str]], duration_s: float, max_calls: int = 1_000_000, min_calls: int = 0,
+          max_duration_s: float | None = None) -> dict[str, Any]:
+    """Calls back to back for at least `duration_s` and `min_calls` calls, at most `max_duration_s`."""
     call(chunks[0])  # warm-up
     lat: list[float] = []
     n_inputs = 0
     ru0 = resource.getrusage(resource.RUSAGE_SELF)
     t0 = time.perf_counter()
-    deadline = t0 + duration_s
+    cap = max_duration_s or duration_s
     i = 0
-    while time.perf_counter() < deadline and i < max_calls:
+
+    def more() -> bool:
+        elapsed = time.perf_counter() - t0
+        return elapsed < cap and (elapsed < duration_s or i < min_calls)
+
+    while more() and i < max_calls:
         chunk = chunks[i % len(chunks)]
         i += 1
         s = time.perf_counter()
@@ -47,11 +54,13 @@ def main(argv: list[str] | None = None) -> None:
     import torch
 
     torch.set_num_threads(int(spec["threads"]))
+    dtype = getattr(torch, spec.get("dtype") or "float32")
+    sizing = {"min_calls": int(spec.get("min_calls", 0)), "max_duration_s": spec.get("max_duration_s")}
     out: list[dict[str, Any]] = []
     if spec["kind"] == "embed":
         from sentence_transformers import SentenceTransformer
 
-        model = SentenceTransformer(spec["model_dir"], device="cpu")
+        model = SentenceTransformer(spec["model_dir"], device="cpu").to(dtype)
         if spec.get("check_texts"):  # reference vectors for the engines' agreement check
             ref = model.encode(spec["check_texts"], convert_to_numpy=True, normalize_embeddings=True)
             out.append({"key": "__reference__", "vectors": ref.tolist()})
@@ -60,7 +69,7 @@ def main(argv: list[str] | None = None) -> None:
             pool = w["texts"]
             chunks = [[pool[(c * k + j) % len(pool)] for j in range(k)] for c in range(16)]
             res = _loop(lambda ch: model.encode(ch, batch_size=32, convert_to_numpy=True), chunks,
-                        w["duration_s"])
+                        w["duration_s"], **sizing)
             res["key"] = w["key"]
             res["peak_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
             out.append(res)
@@ -74,7 +83,7 @@ def main(argv: list[str] | None = None) -> None:
             chunks = [[pool[(c * k + j) % len(pool)] for j in range(k)] for c in range(4)]
             query = w["query"]
             res = _loop(lambda ch, q=query: model.predict([(q, d) for d in ch], batch_size=32), chunks,
-                        w["duration_s"])
+                        w["duration_s"], **sizing)
             res["key"] = w["key"]
             res["peak_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
             out.append(res)

@@ -18,9 +18,13 @@ class Workload:
     texts: list[str] = field(default_factory=list, repr=False)
     query: str = ""
     tokens_per_input: float = 0.0  # incl. special tokens; per (query, doc) pair for rerank
+    hot_fraction: float = 0.0  # cache workloads: share of inputs repeated from a small hot set
+    hot_count: int = 0
 
     @property
     def label(self) -> str:
+        if self.hot_fraction:
+            return f"{self.length} {self.clients}×{self.per_request} {self.fmt}, {self.hot_fraction:.0%} repeated"
         if self.kind == "rerank":
             return f"rerank 1 client × {self.per_request} docs of {self.length} tok"
         return f"{self.length} {self.clients}×{self.per_request} {self.fmt}"
@@ -46,8 +50,9 @@ def _embed(length: str, clients: int, per_request: int, fmt: str) -> Workload:
 ALL_KEYS = [
     "short-1x1-b64", "short-8x32-b64", "short-8x32-float", "short-64x1-b64",
     "long-1x1-b64", "long-8x32-b64", "long-8x32-float", "long-64x1-b64",
-    "rerank-32x50", "rerank-32x500",
+    "rerank-32x50", "rerank-32x500", "cache-16x1-b64",
 ]
+HOT_TEXTS = 200  # the cache workload's hot set: 90% of its inputs are one of these
 
 
 def build_workloads(keys: list[str] | None = None) -> list[Workload]:
@@ -59,7 +64,11 @@ def build_workloads(keys: list[str] | None = None) -> list[Workload]:
     long = make_texts(1001, LONG_WORDS, seed=2)
     out: list[Workload] = []
     for key in keys:
-        if key.startswith("rerank"):
+        if key.startswith("cache"):
+            w = _embed("short", 16, 1, "base64")
+            w.key, w.texts, w.hot_fraction, w.hot_count = key, short, 0.9, HOT_TEXTS
+            w.tokens_per_input = SHORT_WORDS + 2
+        elif key.startswith("rerank"):
             n_tok = int(key.split("x")[1])
             docs = make_texts(257, n_tok, seed=3)
             query = make_texts(1, QUERY_WORDS, seed=4)[0]

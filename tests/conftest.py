@@ -13,6 +13,11 @@ os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 # Servers started by tests keep their store (batch jobs, classifiers) out of the user's data folder.
 os.environ.setdefault("JINASERVE_DATA_DIR", tempfile.mkdtemp(prefix="jinaserve-test-data-"))
+# The suite compares vectors with independent float32 references at tight tolerances (cosine ≥ 0.9999), so
+# every model loads in float32 (Settings, `Embedder` / `Reranker`, servers in threads and subprocesses), whatever
+# `--dtype auto` would pick on this CPU (bf16 where it is native and faster). Tests of `auto` set it themselves;
+# direct `Family.load(...)` calls pass LoadOptions(dtype="float32").
+os.environ.setdefault("JINASERVE_DTYPE", "float32")
 
 from helpers import ROOT, build_tiny_bert, minilm_dir
 

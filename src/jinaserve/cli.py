@@ -53,6 +53,11 @@ def serve(
     ctx_size: Annotated[int | None, typer.Option("--ctx-size", help="llamacpp: context size in tokens.")] = None,
     llama_batch: Annotated[int | None, typer.Option("--llama-batch", help="llamacpp: tokens per decode call.")] = None,
     threads: Annotated[int | None, typer.Option(help="CPU threads for inference.")] = None,
+    quantize: Annotated[str | None, typer.Option(help="none | int8 (ONNX Runtime dynamic int8, CPU).")] = None,
+    cache_size: Annotated[int | None, typer.Option("--cache-size", help="Embedding cache entries per model (0 = "
+                                                   "off).")] = None,
+    cache_persist: Annotated[bool | None, typer.Option("--cache-persist/--no-cache-persist", help="Keep the "
+                                                       "embedding cache in the data_dir store.")] = None,
     offline: OfflineOpt = None,
     max_batch_tokens: Annotated[int | None, typer.Option(help="Padded tokens per forward pass.")] = None,
     max_batch_size: Annotated[int | None, typer.Option(help="Items per forward pass.")] = None,
@@ -73,7 +78,8 @@ def serve(
     """Start the HTTP server (or, with --ray, a Ray Serve application of N replicas)."""
     settings = _settings(config, models=_csv(models), host=host, port=port, device=device, dtype=dtype,
                          api_keys=api_key or None, runtime=runtime, quant=quant, threads=threads,
-                         gguf_ctx_size=ctx_size, gguf_batch_size=llama_batch,
+                         gguf_ctx_size=ctx_size, gguf_batch_size=llama_batch, quantize=quantize,
+                         cache_size=cache_size, cache_persist=cache_persist,
                          offline=offline, max_batch_tokens=max_batch_tokens, max_batch_size=max_batch_size,
                          log_format=log_format, bundle=bundle, data_dir=data_dir, quiet=quiet or None)
     if ray:

@@ -28,10 +28,13 @@ __all__ = ["Embedder", "Reranker", "cosine_similarity"]
 
 
 class _InProcessModel:
-    def __init__(self, model: str, *, device: str = "auto", dtype: str = "auto", threads: int | None = None,
+    def __init__(self, model: str, *, device: str = "auto", dtype: str | None = None, threads: int | None = None,
                  offline: bool = False, cache_dir: str | None = None, **settings: Any) -> None:
-        self.settings = Settings(models=[model], device=device, dtype=dtype, threads=threads,
-                                 offline=offline, cache_dir=cache_dir, **settings)
+        # dtype None: JINASERVE_DTYPE if set, else auto (the server's own precedence)
+        if dtype is not None:
+            settings["dtype"] = dtype
+        self.settings = Settings(models=[model], device=device, threads=threads, offline=offline,
+                                 cache_dir=cache_dir, **settings)
         self._service: ModelService = load_service(model, self.settings)
 
     @property

@@ -179,17 +179,3 @@ def run_ray(settings: Settings, options: RayOptions) -> None:
     finally:
         log.info("shutting down Ray Serve")
         shutdown()
-
-
-def main(argv: list[str] | None = None) -> None:
-    """`python -m jinaserve.ray [serve options]` (or `-m jinaserve.ray_serve`) = `jinaserve serve --ray [...]`."""
-    import sys
-
-    from .cli import app
-
-    args = list(sys.argv[1:] if argv is None else argv)
-    app(["serve", "--ray", *args])
-
-
-if __name__ == "__main__":  # pragma: no cover
-    main()

@@ -85,3 +85,19 @@ def test_client_retries_once_when_an_idle_keep_alive_connection_was_closed():
 
     assert asyncio.run(main()) == ((200, BODY), (200, BODY))
     assert len(connections) == 2
+
+
+def test_a_cell_runs_its_minimum_requests_and_stops_at_its_cap():
+    import time
+
+    from benchmarks.loadgen import LoadSpec, Phase, _done
+
+    spec = LoadSpec(base_url="http://127.0.0.1:1", model="m", kind="embed", api="jina", clients=1,
+                    inputs_per_request=1, texts=["x"], duration_s=0.0, min_requests=3, max_duration_s=60.0)
+    now, phase = time.perf_counter(), Phase(latencies=[0.1, 0.1])
+    assert not _done(spec, now, phase)  # 2 of 3 requests: go on
+    phase.latencies.append(0.1)
+    assert _done(spec, now, phase)
+    assert _done(spec, now - 61.0, Phase())  # past the cap: stop whatever the count
+    spec.duration_s = 30.0
+    assert not _done(spec, now, phase)  # enough requests, but not the minimum time yet

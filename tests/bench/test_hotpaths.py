@@ -157,7 +157,7 @@ def test_small_text_requests_are_planned_inline_and_the_rest_off_the_loop():
 
     svc._plan_embed = plan
     svc._submit = submit
-    svc._finish_embed = lambda plan, outs, options: outs
+    svc._finish_embed = lambda plan, outs, options, *cache_split: outs
 
     async def main():
         loop_thread = threading.get_ident()

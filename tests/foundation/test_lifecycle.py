@@ -41,7 +41,7 @@ class FaultyFamily(SentenceTransformerFamily):
 @pytest.fixture(scope="module")
 def faulty_server(tiny_bert_path):
     ref = resolve(f"faulty={tiny_bert_path}")
-    family = FaultyFamily.load(ref.spec, tiny_bert_path, LoadOptions(device="cpu"))
+    family = FaultyFamily.load(ref.spec, tiny_bert_path, LoadOptions(device="cpu", dtype="float32"))
     family.poison_id = family.tokenizer.convert_tokens_to_ids("poison")
     assert family.poison_id != family.tokenizer.unk_token_id
     settings = Settings(offline=True)

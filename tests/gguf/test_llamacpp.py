@@ -16,9 +16,10 @@ import pytest
 from helpers import server_in_thread, server_process
 from jinaserve import Embedder, Reranker
 from jinaserve.errors import ModelNotFoundError
+from jinaserve.models.gguf import load_gguf_family as load_family
 from jinaserve.models.loading import LoadOptions
 from jinaserve.runtimes.hub import WeightsUnavailableError
-from jinaserve.runtimes.llamacpp_runtime import GGUFTokenizer, LlamaCppBackbone, load_family, locate_gguf
+from jinaserve.runtimes.llamacpp_runtime import GGUFTokenizer, LlamaCppBackbone, locate_gguf
 
 F16_MIN_COS, Q8_MIN_COS, RERANK_ATOL = 0.999, 0.99, 5e-3
 TEXTS = ["Berlin is the capital of Germany.", "hello", "A man is playing a guitar on the stage tonight.",

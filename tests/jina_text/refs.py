@@ -130,7 +130,7 @@ def service(model_id: str, folder: Path, **extra_overrides):
     assert spec is not None
     if extra_overrides:
         spec = replace(spec, extra={**spec.extra, **extra_overrides})
-    family = family_class(spec.family).load(spec, folder, LoadOptions(device="cpu", threads=1))
+    family = family_class(spec.family).load(spec, folder, LoadOptions(device="cpu", dtype="float32", threads=1))
     svc = ModelService(model_id, family, max_batch_tokens=4096, max_batch_size=16)
     try:
         yield svc

@@ -32,7 +32,7 @@ def load(folder, mode: str = "merged") -> JinaV3Family:
     old = os.environ.get("JINASERVE_V3_ADAPTERS")
     os.environ["JINASERVE_V3_ADAPTERS"] = mode
     try:
-        return JinaV3Family.load(SPEC, folder, LoadOptions(device="cpu", offline=True, threads=1))
+        return JinaV3Family.load(SPEC, folder, LoadOptions(device="cpu", dtype="float32", offline=True, threads=1))
     finally:
         if old is None:
             os.environ.pop("JINASERVE_V3_ADAPTERS", None)

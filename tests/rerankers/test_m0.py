@@ -28,7 +28,8 @@ def m0(tiny_m0):
     path, native, head = tiny_m0
     ref = resolve(str(path))
     assert ref.spec.family == "jina_reranker_m0"  # detected from the JinaVLForRanking architecture
-    return JinaRerankerM0Family.load(ref.spec, path, LoadOptions(device="cpu", threads=1)), native, head
+    opts = LoadOptions(device="cpu", dtype="float32", threads=1)
+    return JinaRerankerM0Family.load(ref.spec, path, opts), native, head
 
 
 @torch.no_grad()

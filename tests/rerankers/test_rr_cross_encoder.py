@@ -37,7 +37,7 @@ def ce_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def family(ce_path: Path) -> CrossEncoderFamily:
     ref = resolve(str(ce_path))
     assert ref.spec.family == "cross_encoder"
-    return CrossEncoderFamily.load(ref.spec, ce_path, LoadOptions(device="cpu", threads=1))
+    return CrossEncoderFamily.load(ref.spec, ce_path, LoadOptions(device="cpu", dtype="float32", threads=1))
 
 
 def scores(fam: CrossEncoderFamily, query: str, docs: list[str]) -> np.ndarray:
@@ -81,4 +81,4 @@ def test_more_than_one_label_is_refused(tmp_path):
     model.save_pretrained(str(path))
     spec = resolve(str(path)).spec
     with pytest.raises(ValueError, match="2 labels"):
-        CrossEncoderFamily.load(spec, path, LoadOptions(device="cpu", threads=1))
+        CrossEncoderFamily.load(spec, path, LoadOptions(device="cpu", dtype="float32", threads=1))

@@ -29,7 +29,7 @@ def v2(tiny_v2) -> tuple[CrossEncoderFamily, object, object]:
 
     path, native = tiny_v2
     spec = resolve(f"jina-reranker-v2-base-multilingual={path}").spec
-    fam = CrossEncoderFamily.load(spec, path, LoadOptions(device="cpu", threads=1))
+    fam = CrossEncoderFamily.load(spec, path, LoadOptions(device="cpu", dtype="float32", threads=1))
     return fam, native, AutoTokenizer.from_pretrained(str(path))
 
 
@@ -130,7 +130,7 @@ class Recording:
 @pytest.fixture(scope="module")
 def services(v2, tiny_v3_path: Path):
     v3 = JinaRerankerV3Family.load(resolve(f"jina-reranker-v3={tiny_v3_path}").spec, tiny_v3_path,
-                                   LoadOptions(device="cpu", threads=1, rerank_block_tokens=400))
+                                   LoadOptions(device="cpu", dtype="float32", threads=1, rerank_block_tokens=400))
     out = {"v2": ModelService("v2", Recording(v2[0]), max_batch_tokens=2048, max_batch_size=64),
            "v3": ModelService("v3", Recording(v3), max_batch_tokens=1500, max_batch_size=8)}
     yield out

@@ -47,7 +47,7 @@ def template(query: str, docs: list[str], instruction: str | None = None) -> str
 
 def load_family(path: Path, **opts) -> JinaRerankerV3Family:
     spec = resolve(f"jina-reranker-v3={path}").spec
-    return JinaRerankerV3Family.load(spec, path, LoadOptions(device="cpu", threads=1, **opts))
+    return JinaRerankerV3Family.load(spec, path, LoadOptions(device="cpu", dtype="float32", threads=1, **opts))
 
 
 class Reference:

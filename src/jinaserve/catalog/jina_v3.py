@@ -62,6 +62,9 @@ ROWS: list[ModelSpec] = [
                                  "text-matching"],
             # /v1/classify embeds inputs and labels with the classification adapter (docs/classify.md).
             "classify_input_task": "classification", "classify_label_task": "classification",
+            # No published GGUF: how to make one (llama.cpp's converter on the original layout).
+            "gguf_convert": "the original layout jinaai/jina-embeddings-v3; it writes one lora-<task>-<file> "
+                            "adapter per task next to it",
         },
     ),
 ]

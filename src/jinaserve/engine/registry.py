@@ -20,6 +20,7 @@ from ..models import family_class
 from ..models.loading import LoadOptions
 from ..models.resolve import ModelRef, locate, resolve, split_alias
 from ..runtimes import hub
+from .cache import build_cache
 from .service import ModelService
 
 log = logging.getLogger("jinaserve.registry")
@@ -42,6 +43,7 @@ class ModelStatus:
 def load_options(settings: Settings) -> LoadOptions:
     return LoadOptions(device=settings.device, dtype=settings.dtype, threads=settings.threads,
                        runtime=settings.runtime, quant=settings.quant, offline=settings.offline,
+                       quantize=None if settings.quantize == "none" else settings.quantize,
                        gguf_ctx_size=settings.gguf_ctx_size, gguf_batch_size=settings.gguf_batch_size,
                        cache_dir=settings.cache_dir, quiet=settings.quiet, trust_remote_code=settings.trust_remote_code,
                        image_policy=ImageFetchPolicy.from_settings(settings),
@@ -64,17 +66,27 @@ def load_service(arg: str, settings: Settings) -> ModelService:
     opts = load_options(settings)
     ref: ModelRef = resolve(arg)
     if uses_llamacpp(ref, opts.runtime):
-        from ..runtimes.llamacpp_runtime import load_family
+        if opts.quantize:
+            raise ModelLoadError(f"--quantize {opts.quantize} is for the torch runtime; a GGUF file carries its own "
+                                 f"quantisation (choose it with --quant, e.g. Q8_0)")
+        from ..models.gguf import load_gguf_family
 
-        family = load_family(ref.spec, ref.local_path, opts)
+        family = load_gguf_family(ref.spec, ref.local_path, opts)
     else:
         ref, folder = locate(ref, opts)
         cls = family_class(ref.spec.family)
         family = cls.load(ref.spec, folder, opts)
+        if opts.quantize == "int8":
+            try:
+                family.quantize_int8(folder, opts)
+            except Exception:
+                family.close()
+                raise
+    cache = build_cache(ref.served_id, settings) if family.spec.kind == "embedding" else None
     service = ModelService(ref.served_id, family, max_batch_tokens=settings.max_batch_tokens,
                            max_batch_size=settings.max_batch_size, max_queue_items=settings.max_queue_items,
                            max_queue_tokens=settings.max_queue_tokens, max_queue_wait_s=settings.max_queue_wait_s,
-                           max_queue_image_bytes=settings.max_queue_image_mb * 2**20)
+                           max_queue_image_bytes=settings.max_queue_image_mb * 2**20, cache=cache)
     service.admission.calibrate(family)  # a first throughput estimate for admission (engine/admission.py)
     return service
 

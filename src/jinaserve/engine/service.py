@@ -23,6 +23,7 @@ from ..models.base import EmbedPlan, ModelFamily, RerankPlan
 from ..outputs import truncate_and_normalize
 from .admission import Admission
 from .batcher import Batcher
+from .cache import CacheSplit, EmbeddingCache
 from .planner import Planner
 
 # Requests whose whole input is at most this many characters of text (or token ids) are planned on the
@@ -44,10 +45,14 @@ def _small_text_request(inputs: list[EmbedInput]) -> bool:
 
 
 class ModelService:
+    cache: EmbeddingCache | None = None  # exact-match embedding cache (engine/cache.py), None = off
+
     def __init__(self, served_id: str, family: ModelFamily, *, max_batch_tokens: int = 16384,
                  max_batch_size: int = 128, max_queue_items: int = 8192, max_queue_tokens: int | None = None,
-                 max_queue_wait_s: float | None = None, max_queue_image_bytes: int | None = None) -> None:
+                 max_queue_wait_s: float | None = None, max_queue_image_bytes: int | None = None,
+                 cache: EmbeddingCache | None = None) -> None:
         self.id = served_id
+        self.cache = cache
         self.family = family
         self.spec = family.spec
         # --- admission (engine/admission.py) and this model's planning threads (engine/planner.py)
@@ -87,8 +92,16 @@ class ModelService:
         self.family.check_embed_options(options)
         return self.family.plan_embed(inputs, options)
 
-    def _finish_embed(self, plan: EmbedPlan, outs: list[Any], options: EmbedOptions) -> EmbedResult:
-        raw = [np.asarray(v, dtype=np.float32) for v in plan.assemble(outs)]
+    def _finish_embed(self, plan: EmbedPlan | None, outs: list[Any], options: EmbedOptions,
+                      split: CacheSplit | None = None) -> EmbedResult:
+        raw = [np.asarray(v, dtype=np.float32) for v in plan.assemble(outs)] if plan is not None else []
+        total_tokens = plan.total_tokens if plan is not None else 0
+        # --- embedding cache: remember what was computed, put the hits back in request order
+        if split is not None:
+            if plan is not None and self.cache is not None and len(plan.items) == len(split.missing):
+                self.cache.store(split, raw, [it.n_tokens for it in plan.items])
+            raw, total_tokens = split.merge(raw, total_tokens)
+        # ---
         vectors: list[np.ndarray]
         if raw and all(a.ndim == 1 and a.shape == raw[0].shape for a in raw):
             # Usual case: one single vector per input, all the same width: one vectorised pass.
@@ -100,9 +113,17 @@ class ModelService:
                     vectors.append(truncate_and_normalize(arr, None, True))
                 else:
                     vectors.append(truncate_and_normalize(arr, options.dimensions, options.normalized))
-        self._tokens_counter.inc(plan.total_tokens)
+        self._tokens_counter.inc(total_tokens)
         self._inputs_counter.inc(len(vectors))
-        return EmbedResult(vectors, plan.total_tokens, plan.tokenized if options.return_tokenized_input else None)
+        tokenized = plan.tokenized if plan is not None and options.return_tokenized_input else None
+        return EmbedResult(vectors, total_tokens, tokenized)
+
+    def _cache_split(self, inputs: list[EmbedInput], options: EmbedOptions) -> CacheSplit | None:
+        if self.cache is None:
+            return None
+        _check_unicode((x.text for x in inputs), "Input")
+        self.family.check_embed_options(options)  # an invalid request fails before any look-up
+        return self.cache.split(inputs, options)
 
     def _submit(self, plan: EmbedPlan | RerankPlan, *, timed: bool = True) -> list[Future]:
         """Admission (413 / 429, engine/admission.py), then the batcher's queue."""
@@ -145,6 +166,11 @@ class ModelService:
         return out
 
     async def embed(self, inputs: list[EmbedInput], options: EmbedOptions) -> EmbedResult:
+        split = self._cache_split(inputs, options)  # cache hits skip planning and the queue
+        if split is not None:
+            if not split.missing:
+                return self._finish_embed(None, [], options, split)
+            inputs = split.missing_inputs
         self._precheck()
         inputs = await self._fetch_images(inputs, [i for i, x in enumerate(inputs) if is_url(x.image)])
         if _small_text_request(inputs):
@@ -152,12 +178,17 @@ class ModelService:
         else:
             plan = await self._planner.run(self._plan_embed, inputs, options)
         outs = await _gather(self._submit(plan))
-        return self._finish_embed(plan, outs, options)
+        return self._finish_embed(plan, outs, options, split)
 
     def embed_sync(self, inputs: list[EmbedInput], options: EmbedOptions) -> EmbedResult:
+        split = self._cache_split(inputs, options)
+        if split is not None:
+            if not split.missing:
+                return self._finish_embed(None, [], options, split)
+            inputs = split.missing_inputs
         plan = self._plan_embed(inputs, options)
         outs = [f.result() for f in self._submit(plan, timed=False)]
-        return self._finish_embed(plan, outs, options)
+        return self._finish_embed(plan, outs, options, split)
 
     # ------------------------------------------------------------------ rerank
     def _finish_rerank(self, plan: RerankPlan, outs: list[Any], n_docs: int) -> RerankResult:

@@ -19,7 +19,7 @@ FAMILIES: dict[str, str] = {
     "jina_clip": "jinaserve.models.jina_clip:JinaCLIPFamily",
     "jina_colbert": "jinaserve.models.jina_colbert:JinaColBERTFamily",
     "jina_reranker_v1": "jinaserve.models.jina_reranker_v1:JinaRerankerV1Family",
-    "gguf_text": "jinaserve.runtimes.gguf_family:GGUFTextFamily",
+    "gguf_text": "jinaserve.models.gguf:GGUFTextFamily",
 }
 
 

@@ -10,12 +10,13 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from ..catalog import ModelSpec
-from ..errors import FieldError, InvalidInputError, ValidationFailedError
+from ..errors import FieldError, InvalidInputError, ModelLoadError, ValidationFailedError
 from ..jobs import EmbedInput, EmbedOptions, RerankJob, RerankResult
 
 
@@ -77,6 +78,11 @@ class ModelFamily(ABC):
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release resources (called on shutdown)."""
 
+    def quantize_int8(self, folder: Path, opts: Any) -> None:
+        """Move the backbone to the int8 runtime (`--quantize int8`); families that can, override."""
+        raise ModelLoadError(f"Model {self.spec.id!r} ({self.spec.family}) has no int8 path; serve it without "
+                             f"--quantize int8")
+
     # --- shared validation ------------------------------------------------------------------
     def check_embed_options(self, options: EmbedOptions) -> None:
         """Validate task, dimensions and model-specific options against the catalog row."""
@@ -121,3 +127,15 @@ def check_embed_options(spec: ModelSpec, options: EmbedOptions) -> None:
                                  "return_multivector", "value_error", True))
     if errors:
         raise ValidationFailedError(errors)
+
+
+def int8_backbone_for(family: Any, module: Any, folder: Path, opts: Any) -> Any:
+    """The int8 runtime's backbone for `module`, the family's torch backbone (CPU, float32, weights unpatched)."""
+    from ..runtimes.backbone import MODULE
+    from ..runtimes.int8_runtime import int8_backbone
+
+    if MODULE not in family.backbone.capabilities or family.device != "cpu":
+        raise ModelLoadError(f"--quantize int8 runs on CPU from a torch backbone; {family.spec.id} is on "
+                             f"{family.backbone.runtime} / {family.device}")
+    return int8_backbone(module, folder=folder, cache_dir=opts.cache_dir, threads=opts.threads,
+                         name=family.spec.id)

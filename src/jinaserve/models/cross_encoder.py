@@ -70,7 +70,13 @@ class CrossEncoderFamily(ModelFamily):
     def load(cls, spec: ModelSpec, folder: Path, opts: LoadOptions) -> CrossEncoderFamily:
         from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
 
-        from ..runtimes.torch_runtime import configure_threads, load_pretrained, select_device, select_dtype
+        from ..runtimes.torch_runtime import (
+            auto_cpu_dtype,
+            configure_threads,
+            load_pretrained,
+            select_device,
+            select_dtype,
+        )
 
         configure_threads(opts.threads)
         device = select_device(opts.device)
@@ -82,6 +88,8 @@ class CrossEncoderFamily(ModelFamily):
             if getattr(config, "num_labels", 1) != 1:
                 raise ValueError(f"{folder} has {config.num_labels} labels; a cross-encoder reranker needs 1")
             model = load_pretrained(AutoModelForSequenceClassification, folder, device=device, dtype=dtype)
+        model, dtype = auto_cpu_dtype(model, device=device, requested=opts.dtype, fp32_only=spec.fp32_only,
+                                      name=spec.id)
         tokenizer = AutoTokenizer.from_pretrained(str(folder))
         max_pos = getattr(config, "max_position_embeddings", 512) or 512
         if getattr(config, "model_type", "") in {"xlm-roberta", "roberta", "camembert"}:

@@ -33,13 +33,15 @@ class JinaCodeFamily(TextEmbeddingFamily):
 
     @classmethod
     def load(cls, spec: ModelSpec, folder: Path, opts: LoadOptions) -> JinaCodeFamily:
-        from ..runtimes.torch_runtime import configure_threads, select_device, select_dtype
+        from ..runtimes.torch_runtime import auto_cpu_dtype, configure_threads, select_device, select_dtype
 
         configure_threads(opts.threads)
         device = select_device(opts.device)
         dtype = select_dtype(device, opts.dtype, fp32_only=spec.fp32_only)
         config = native_config(folder, spec.extra.get("backbone", "qwen2"))
         model = load_backbone(folder, config, device=device, dtype=dtype)
+        model, dtype = auto_cpu_dtype(model, device=device, requested=opts.dtype, fp32_only=spec.fp32_only,
+                                      name=spec.id)
         padding_side = spec.extra.get("padding_side", "left")
         tokenizer = load_tokenizer(folder, config, padding_side)
         spec = replace(spec, dims=checked_dims(spec, config.hidden_size))

@@ -32,8 +32,9 @@ import numpy as np
 import torch
 
 from ..catalog import ModelSpec
-from ..errors import FieldError, InvalidInputError, ValidationFailedError
+from ..errors import FieldError, InvalidInputError, ModelLoadError, ValidationFailedError
 from ..jobs import RerankJob, RerankResult
+from ..runtimes.backbone import Backbone, as_backbone
 from ..runtimes.torch_runtime import pad_batch
 from .base import ModelFamily, RerankPlan, WorkItem
 from .loading import LoadOptions
@@ -115,6 +116,7 @@ class JinaRerankerV3Family(ModelFamily):
                  device: str = "cpu", context: int = 131072) -> None:
         self.spec = spec
         self.model = model
+        self.backbone: Backbone = as_backbone(model)
         self.projector = projector
         self.tokenizer = tokenizer
         self.device = device
@@ -141,7 +143,13 @@ class JinaRerankerV3Family(ModelFamily):
     def load(cls, spec: ModelSpec, folder: Path, opts: LoadOptions) -> JinaRerankerV3Family:
         from transformers import AutoTokenizer, Qwen3Config, Qwen3Model
 
-        from ..runtimes.torch_runtime import configure_threads, load_pretrained, select_device, select_dtype
+        from ..runtimes.torch_runtime import (
+            auto_cpu_dtype,
+            configure_threads,
+            load_pretrained,
+            select_device,
+            select_dtype,
+        )
 
         configure_threads(opts.threads)
         device = select_device(opts.device)
@@ -150,25 +158,45 @@ class JinaRerankerV3Family(ModelFamily):
         config.use_cache = False
         # JinaForRanking keeps the backbone under `model.`: Qwen3Model's base-model prefix strips it.
         model = load_pretrained(Qwen3Model, folder, device=device, dtype=dtype, config=config)
-        state = load_projector_state(folder)
+        model, dtype = auto_cpu_dtype(model, device=device, requested=opts.dtype, fp32_only=spec.fp32_only,
+                                      name=spec.id)
         hidden = int(config.hidden_size)
-        w0, w2 = state["projector.0.weight"], state["projector.2.weight"]
-        if w0.shape[1] != hidden or w2.shape[1] != w0.shape[0]:
-            raise ValueError(f"{folder}: projector shapes {tuple(w0.shape)}, {tuple(w2.shape)} do not fit "
-                             f"hidden size {hidden}")
-        projector = torch.nn.Sequential(torch.nn.Linear(w0.shape[1], w0.shape[0], bias=False), torch.nn.ReLU(),
-                                        torch.nn.Linear(w2.shape[1], w2.shape[0], bias=False))
-        projector[0].weight.data.copy_(w0.float())
-        projector[2].weight.data.copy_(w2.float())
-        projector.eval().to(device)
-        for p in projector.parameters():
-            p.requires_grad_(False)
+        try:
+            projector = build_projector(load_projector_state(folder), hidden).to(device)
+        except ValueError as exc:
+            raise ValueError(f"{folder}: {exc}") from exc
+        w0 = projector[0].weight
+        w2 = projector[2].weight
         tokenizer = AutoTokenizer.from_pretrained(str(folder))
         context = _context_length(tokenizer, config, opts)
         log.info("loaded %s from %s (Qwen3 %d layers, hidden %d, projector %d→%d→%d, context %d, %s, %s)",
                  spec.id, folder, config.num_hidden_layers, hidden, w0.shape[1], w0.shape[0], w2.shape[0],
                  context, device, dtype)
         return cls(spec, model, projector, tokenizer, device=device, context=context)
+
+    def quantize_int8(self, folder: Path, opts: Any) -> None:
+        from .base import int8_backbone_for
+
+        self.backbone = int8_backbone_for(self, self.model, folder, opts)
+        self.model = self.backbone
+
+    @classmethod
+    def load_gguf(cls, spec: ModelSpec, folder: Path, backbone: Any, opts: Any) -> JinaRerankerV3Family:
+        """The published GGUF (the Qwen3 backbone only) + `projector.safetensors` from the same folder."""
+        from ..runtimes.llamacpp_runtime import load_tokenizer
+
+        if not (folder / "projector.safetensors").is_file() and not list(folder.glob("*.safetensors")):
+            raise ModelLoadError(f"{folder} has no projector.safetensors next to {backbone.path.name}: "
+                                 f"jina-reranker-v3 needs it (it is in the jina-reranker-v3-GGUF repo)")
+        try:
+            projector = build_projector(load_projector_state(folder), backbone.hidden_size)
+        except ValueError as exc:
+            raise ModelLoadError(str(exc)) from exc
+        context = backbone.n_batch
+        limit = getattr(opts, "rerank_block_tokens", None)
+        if limit:
+            context = min(context, int(limit))
+        return cls(spec, backbone, projector, load_tokenizer(folder, backbone), device="cpu", context=context)
 
     # ------------------------------------------------------------------ planning
     def sanitize(self, text: str) -> str:
@@ -248,7 +276,7 @@ class JinaRerankerV3Family(ModelFamily):
         input_ids, mask = pad_batch([p.ids for p in payloads], self.pad_id, side="right", device=self.device)
         # A lone block has no padding: no mask at all lets SDPA take its causal kernel (no n×n matrix).
         attention_mask = mask if len(payloads) > 1 else None
-        hidden = self.model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False).last_hidden_state
+        hidden = self.backbone.encode(input_ids, attention_mask)
         out = []
         for i, p in enumerate(payloads):
             ids_i = input_ids[i, :len(p.ids)]
@@ -276,6 +304,21 @@ def _context_length(tokenizer: Any, config: Any, opts: LoadOptions) -> int:
     if limit:
         context = min(context, int(limit))
     return context
+
+
+def build_projector(state: dict[str, torch.Tensor], hidden: int) -> torch.nn.Sequential:
+    """Linear(hidden→P1), ReLU, Linear(P1→P2), no biases, float32, from `projector.{0,2}.weight`."""
+    w0, w2 = state["projector.0.weight"], state["projector.2.weight"]
+    if w0.shape[1] != hidden or w2.shape[1] != w0.shape[0]:
+        raise ValueError(f"projector shapes {tuple(w0.shape)}, {tuple(w2.shape)} do not fit hidden size {hidden}")
+    projector = torch.nn.Sequential(torch.nn.Linear(w0.shape[1], w0.shape[0], bias=False), torch.nn.ReLU(),
+                                    torch.nn.Linear(w2.shape[1], w2.shape[0], bias=False))
+    projector[0].weight.data.copy_(w0.float())
+    projector[2].weight.data.copy_(w2.float())
+    projector.eval()
+    for p in projector.parameters():
+        p.requires_grad_(False)
+    return projector
 
 
 def load_projector_state(folder: Path) -> dict[str, torch.Tensor]:

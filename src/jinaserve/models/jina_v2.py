@@ -9,12 +9,9 @@ fp16/bf16 give NaNs with ALiBi over long inputs, so the backbone always runs in 
 from __future__ import annotations
 
 import logging
-from collections.abc import Hashable
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
-
-import torch
 
 from ..catalog import ModelSpec
 from ..jobs import EmbedOptions
@@ -34,10 +31,6 @@ class JinaV2Family(TextEmbeddingFamily):
         # client that sends them gets the full 768-d vector. Same here.
         options.dimensions = None
         super().check_embed_options(options)
-
-    def forward_hidden(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
-                       group: Hashable) -> torch.Tensor:
-        return self.model(input_ids, attention_mask)
 
     @classmethod
     def load(cls, spec: ModelSpec, folder: Path, opts: LoadOptions) -> JinaV2Family:

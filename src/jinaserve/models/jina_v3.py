@@ -207,6 +207,7 @@ class LateChunkPayload:
 # ------------------------------------------------------------------------------------------------ family
 class JinaV3Family(TextEmbeddingFamily):
     family_name = "jina_v3"
+    int8_capable = False  # task LoRA patches the torch weights per batch
 
     def __init__(self, spec: ModelSpec, model: Any, tokenizer: Any, *, adapters: dict[str, TaskAdapters],
                  adapter_mode: AdapterMode = "merged", device: str = "cpu") -> None:
@@ -232,7 +233,13 @@ class JinaV3Family(TextEmbeddingFamily):
     def load(cls, spec: ModelSpec, folder: Path, opts: LoadOptions) -> JinaV3Family:
         from transformers import AutoModel, AutoTokenizer
 
-        from ..runtimes.torch_runtime import configure_threads, load_pretrained, select_device, select_dtype
+        from ..runtimes.torch_runtime import (
+            auto_cpu_dtype,
+            configure_threads,
+            load_pretrained,
+            select_device,
+            select_dtype,
+        )
 
         mode = adapter_mode_from_env()
         premerge = premerge_tasks_from_env(spec)
@@ -256,6 +263,8 @@ class JinaV3Family(TextEmbeddingFamily):
                                 task_name)
                     continue
                 adapters[t.adapter] = task_adapters
+        model, dtype = auto_cpu_dtype(model, device=device, requested=opts.dtype, fp32_only=spec.fp32_only,
+                                      name=spec.id)
         tokenizer = AutoTokenizer.from_pretrained(str(folder))
         hidden = int(model.config.hidden_size)
         max_pos = int(getattr(model.config, "max_position_embeddings", spec.max_tokens + 2))
@@ -272,6 +281,11 @@ class JinaV3Family(TextEmbeddingFamily):
             log.info("%s: merged the weights of %s at load time in %.2f s", spec.id, ", ".join(premerge),
                      time.perf_counter() - started)
         return family
+
+    @classmethod
+    def load_gguf(cls, spec: ModelSpec, folder: Path, backbone: Any, opts: Any, **_: Any) -> JinaV3Family:
+        """The base GGUF + the task LoRA GGUFs next to it (see `GGUFJinaV3Family`)."""
+        return _load_v3_gguf(spec, folder, backbone)
 
     # ----------------------------------------------------------------- forward
     def forward_hidden(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
@@ -417,3 +431,56 @@ def _spans_from_owners(owners: list[int], n: int) -> list[tuple[int, int]]:
 
 __all__ = ["JinaV3Family", "LateChunkPayload", "TaskEmbedding", "TaskLinear", "TextPayload", "install_adapters",
            "late_chunk_windows"]
+
+
+# ------------------------------------------------------------------------------------------------ GGUF
+class GGUFJinaV3Family(JinaV3Family):
+    """jina-embeddings-v3 on llama.cpp: the base GGUF + one LoRA GGUF per task, switched per batch through the
+    backbone's `adapters` capability (items of different adapters never share a batch: the engine groups by
+    adapter). Prefixes, grouping, mean pooling and late chunking are JinaV3Family's."""
+
+    def __init__(self, spec: ModelSpec, model: Any, tokenizer: Any, adapter_names: list[str]) -> None:
+        TextEmbeddingFamily.__init__(self, spec, model, tokenizer, device="cpu", pooling="mean",
+                                     padding_side="right")
+        self.adapter_mode = "llamacpp"
+        self.adapter_names = adapter_names
+
+    def prepare_task(self, task: str | None) -> None:
+        return None
+
+    def forward_hidden(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+                       group: Hashable) -> torch.Tensor:
+        self.backbone.use_adapter(group if isinstance(group, str) else None)
+        return self.backbone.encode(input_ids, attention_mask)
+
+
+def _load_v3_gguf(spec: ModelSpec, folder: Path, backbone: Any) -> GGUFJinaV3Family:
+    import tempfile
+
+    from ..runtimes.backbone import ADAPTERS
+    from ..runtimes.gguf_lora import fold_token_type_lora
+    from ..runtimes.llamacpp_runtime import load_tokenizer, lora_files
+
+    if ADAPTERS not in backbone.capabilities:
+        raise ModelLoadError(f"{spec.id}: the {backbone.runtime} runtime cannot switch task adapters")
+    gguf_path = backbone.path
+    files = lora_files(gguf_path)
+    # the converter names each file after the task (`lora_adaptations`); the row's adapter key may differ
+    by_adapter = {t.adapter: files.get(t.name) or files.get(t.adapter) for t in spec.tasks if t.adapter}
+    missing = sorted(a for a, f in by_adapter.items() if f is None)
+    if missing:
+        raise ModelLoadError(f"{spec.id}: no LoRA GGUF for {missing} next to {gguf_path.name} (expected "
+                             f"lora-<task>-{gguf_path.name}, as llama.cpp's converter writes them); found "
+                             f"{sorted(files) or 'none'}")
+    # llama.cpp ignores the token-type LoRA the converter writes: fold it into the word-embedding LoRA (exact),
+    # in a temporary copy (llama.cpp reads the adapter into memory at init, so the copy can go right after).
+    with tempfile.TemporaryDirectory(prefix="jinaserve-lora-") as tmp:
+        for name in sorted(by_adapter):
+            src = by_adapter[name]
+            assert src is not None
+            folded = Path(tmp) / src.name
+            backbone.add_adapter(name, folded if fold_token_type_lora(src, folded) else src)
+    max_tokens = min(spec.max_tokens, backbone.n_ctx, backbone.n_batch, max(1, backbone.n_ctx_train - 2))
+    spec = replace(spec, dims=backbone.hidden_size, max_tokens=max_tokens)
+    return GGUFJinaV3Family(spec, backbone, load_tokenizer(folder, backbone, "right"), sorted(by_adapter))
+

@@ -261,6 +261,7 @@ def attach_lora(model: nn.Module, projector: nn.Linear | None, folder: Path, tas
 class JinaV4Family(TextEmbeddingFamily):
     family_name = "jina_v4"
     embeds_images = True
+    int8_capable = False  # task LoRA patches the torch weights per batch
 
     def __init__(self, spec: ModelSpec, model: Any, tokenizer: Any, image_processor: Any, *, device: str,
                  projector: nn.Module | None, active: _ActiveTask, image_policy: ImageFetchPolicy | None = None,

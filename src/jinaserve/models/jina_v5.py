@@ -111,6 +111,10 @@ class JinaV5Family(TextEmbeddingFamily):
         super().__init__(*args, **kwargs)
         self.adapters = adapters
 
+    @property
+    def int8_capable(self) -> bool:  # type: ignore[override]
+        return self.adapters is None  # task adapters patch the torch weights; a merged repo is plain
+
     def forward_hidden(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
                        group: Hashable) -> torch.Tensor:
         if self.adapters is not None:
@@ -119,13 +123,15 @@ class JinaV5Family(TextEmbeddingFamily):
 
     @classmethod
     def load(cls, spec: ModelSpec, folder: Path, opts: LoadOptions) -> JinaV5Family:
-        from ..runtimes.torch_runtime import configure_threads, select_device, select_dtype
+        from ..runtimes.torch_runtime import auto_cpu_dtype, configure_threads, select_device, select_dtype
 
         configure_threads(opts.threads)
         device = select_device(opts.device)
         dtype = select_dtype(device, opts.dtype, fp32_only=spec.fp32_only)
         config = native_config(folder, spec.extra.get("backbone", "qwen3"))
         model = load_backbone(folder, config, device=device, dtype=dtype)
+        model, dtype = auto_cpu_dtype(model, device=device, requested=opts.dtype, fp32_only=spec.fp32_only,
+                                      name=spec.id)
         tokenizer = load_tokenizer(folder, config, spec.extra.get("padding_side", "right"))
         adapters = None
         names = sorted({t.adapter for t in spec.tasks if t.adapter})

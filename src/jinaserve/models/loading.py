@@ -13,6 +13,8 @@ class LoadOptions:
     threads: int | None = None
     runtime: str = "torch"
     quant: str | None = None
+    # "int8": the backbone runs as an ONNX Runtime dynamic-int8 graph (runtimes.int8_runtime); None = as loaded
+    quantize: str | None = None
     # llamacpp runtime: context size and llama.cpp batch size in tokens (None = min(trained, 8192) / context)
     gguf_ctx_size: int | None = None
     gguf_batch_size: int | None = None

@@ -111,10 +111,27 @@ class SentenceTransformerFamily(TextEmbeddingFamily):
         return pooled
 
     @classmethod
+    def load_gguf(cls, spec: ModelSpec, folder: Path, backbone: Any, opts: Any, **kwargs: Any) -> Any:
+        """A GGUF inside a sentence-transformers folder: its Pooling / Dense / max_seq_length apply."""
+        if not (folder / "modules.json").is_file():
+            return super().load_gguf(spec, folder, backbone, opts, **kwargs)
+        layout = read_st_layout(folder)
+        dense = [_load_dense(p, "cpu", torch.float32) for p in layout["dense"]]
+        return super().load_gguf(spec, folder, backbone, opts, pooling=layout["pooling"],
+                                 max_tokens=layout["max_seq_length"],
+                                 dims=dense[-1][0].out_features if dense else None, dense=dense)
+
+    @classmethod
     def load(cls, spec: ModelSpec, folder: Path, opts: LoadOptions) -> SentenceTransformerFamily:
         from transformers import AutoConfig, AutoModel, AutoTokenizer
 
-        from ..runtimes.torch_runtime import configure_threads, load_pretrained, select_device, select_dtype
+        from ..runtimes.torch_runtime import (
+            auto_cpu_dtype,
+            configure_threads,
+            load_pretrained,
+            select_device,
+            select_dtype,
+        )
 
         configure_threads(opts.threads)
         layout = read_st_layout(folder)
@@ -122,6 +139,8 @@ class SentenceTransformerFamily(TextEmbeddingFamily):
         device = select_device(opts.device)
         dtype = select_dtype(device, opts.dtype, fp32_only=spec.fp32_only)
         model = load_pretrained(AutoModel, tpath, device=device, dtype=dtype)
+        model, dtype = auto_cpu_dtype(model, device=device, requested=opts.dtype, fp32_only=spec.fp32_only,
+                                      name=spec.id)
         tokenizer = AutoTokenizer.from_pretrained(str(tpath))
         config = AutoConfig.from_pretrained(str(tpath))
         dense = [_load_dense(p, device, dtype) for p in layout["dense"]]

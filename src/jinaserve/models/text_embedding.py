@@ -7,8 +7,10 @@ query task, if it has one) and each document embedding (its passage task).
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Hashable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -18,10 +20,13 @@ from ..catalog import ModelSpec
 from ..errors import InvalidInputError
 from ..jobs import EmbedInput, EmbedOptions, RerankJob, RerankResult
 from ..outputs import cosine_similarity
+from ..runtimes.backbone import Backbone, as_backbone
 from ..runtimes.torch_runtime import pad_batch
 from .base import EmbedPlan, ModelFamily, RerankPlan, WorkItem
 from .pooling import pool
 from .text import check_token_ids, texts_of, tokenize
+
+log = logging.getLogger("jinaserve.models.text")
 
 
 @dataclass
@@ -31,13 +36,15 @@ class TextPayload:
 
 
 class TextEmbeddingFamily(ModelFamily):
-    """A transformers backbone + pooling. `self.model(input_ids, attention_mask)` → last hidden state."""
+    """A backbone (any runtime: `runtimes.backbone`) + pooling. `self.backbone.encode(ids, mask)` → last
+    hidden state; `self.model` is what the family was built with (a torch module or the backbone itself)."""
 
     def __init__(self, spec: ModelSpec, model: Any, tokenizer: Any, *, device: str = "cpu",
                  pooling: str | None = None, padding_side: str | None = None,
                  max_tokens: int | None = None) -> None:
         self.spec = spec
         self.model = model
+        self.backbone: Backbone = as_backbone(model)
         self.tokenizer = tokenizer
         self.device = device
         self.pooling = pooling or spec.pooling
@@ -61,12 +68,43 @@ class TextEmbeddingFamily(ModelFamily):
 
     def forward_hidden(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
                        group: Hashable) -> torch.Tensor:
-        out = self.model(input_ids=input_ids, attention_mask=attention_mask)
-        return out.last_hidden_state if hasattr(out, "last_hidden_state") else out[0]
+        return self.backbone.encode(input_ids, attention_mask)
 
     def postprocess(self, pooled: torch.Tensor, group: Hashable) -> torch.Tensor:
         """Applied after pooling (e.g. a Dense projection)."""
         return pooled
+
+    # Families whose forward patches the backbone's weights per task (LoRA) set this False.
+    int8_capable = True
+
+    def quantize_int8(self, folder: Path, opts: Any) -> None:
+        if not self.int8_capable:
+            super().quantize_int8(folder, opts)
+        from .base import int8_backbone_for
+
+        self.backbone = int8_backbone_for(self, self.model, folder, opts)
+        self.model = self.backbone  # the float32 module is no longer held
+
+    # ----------------------------------------------------------------- GGUF (llama.cpp backbone)
+    @classmethod
+    def load_gguf(cls, spec: ModelSpec, folder: Path, backbone: Backbone, opts: Any, *,
+                  pooling: str | None = None, max_tokens: int | None = None, dims: int | None = None,
+                  **kwargs: Any) -> TextEmbeddingFamily:
+        """This family around a llama.cpp backbone (`models.gguf`): the HF tokenizer next to the GGUF, or the
+        GGUF's own vocabulary; max tokens capped by llama.cpp's context and batch."""
+        from ..runtimes.llamacpp_runtime import load_tokenizer
+
+        dims = dims or backbone.hidden_size
+        if spec.dims and spec.dims != dims:
+            log.warning("%s: the GGUF's hidden size is %d, the catalog says %d; serving %d-d vectors", spec.id,
+                        dims, spec.dims, dims)
+        pooling = pooling or spec.pooling
+        limit = min(int(max_tokens or spec.max_tokens or backbone.n_ctx), backbone.n_ctx, backbone.n_batch)
+        spec = replace(spec, dims=dims, max_tokens=limit, pooling=pooling)  # type: ignore[arg-type]
+        padding_side = spec.extra.get("padding_side")
+        tokenizer = load_tokenizer(folder, backbone, padding_side)
+        return cls(spec, backbone, tokenizer, device="cpu", pooling=pooling, padding_side=padding_side,
+                   max_tokens=limit, **kwargs)
 
     # ----------------------------------------------------------------- planning
     def tokenize_inputs(self, inputs: Sequence[EmbedInput], task: str | None,

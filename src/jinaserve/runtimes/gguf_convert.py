@@ -7,6 +7,7 @@ into the cache from the sdist of the *installed* llama-cpp-python version, fetch
 `pip download --no-binary :all:` (pip's own cache makes that instant after `pip install` built it).
 
     python -m jinaserve.runtimes.gguf_convert MODEL_DIR OUT.gguf --outtype q8_0
+    python -m jinaserve.runtimes.gguf_convert MODEL_DIR OUT.gguf --outtype q4_k_m   (F16, then llama_model_quantize)
 
 Used by the GGUF tests and `benchmarks/gguf_vs_torch.py` to turn torch checkpoints into GGUF files.
 """
@@ -137,13 +138,42 @@ def convert(jobs: Sequence[ConvertJob], *, timeout_s: float = 600) -> None:
         raise RuntimeError(f"convert_hf_to_gguf wrote no {missing}: {proc.stderr.strip()[-1000:]}")
 
 
+# llama.h `enum llama_ftype` values of the k-quants the converter cannot write itself
+QUANTIZE_FTYPES = {"q4_k_m": 15, "q5_k_m": 17, "q6_k": 18, "q4_0": 2, "q8_0": 7}
+
+
+def quantize(src: Path, out: Path, qtype: str = "q4_k_m", *, threads: int | None = None) -> Path:
+    """Re-quantise a GGUF (F16/F32 source) to `qtype` with llama.cpp's own `llama_model_quantize`."""
+    import ctypes
+
+    import llama_cpp
+
+    ftype = QUANTIZE_FTYPES.get(qtype.lower())
+    if ftype is None:
+        raise ValueError(f"unknown quantisation {qtype!r}; known: {', '.join(QUANTIZE_FTYPES)}")
+    params = llama_cpp.llama_model_quantize_default_params()
+    params.ftype = ftype
+    params.nthread = int(threads or 0)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    rc = llama_cpp.llama_model_quantize(str(src).encode(), str(out).encode(), ctypes.byref(params))
+    if rc != 0 or not out.is_file():
+        raise RuntimeError(f"llama_model_quantize {src.name} → {qtype} failed ({rc})")
+    return out
+
+
 def main(argv: Sequence[str] | None = None) -> None:  # pragma: no cover - thin CLI
     parser = argparse.ArgumentParser(description="Convert a Hugging Face folder to GGUF (llama.cpp's converter)")
     parser.add_argument("src", type=Path)
     parser.add_argument("out", type=Path)
-    parser.add_argument("--outtype", default="f16", choices=["f32", "f16", "bf16", "q8_0"])
+    parser.add_argument("--outtype", default="f16", choices=["f32", "f16", "bf16", "q8_0", *QUANTIZE_FTYPES])
     args = parser.parse_args(argv)
-    convert([ConvertJob(args.src, args.out, args.outtype)])
+    if args.outtype in QUANTIZE_FTYPES and args.outtype != "q8_0":  # k-quants: F16 first, then llama.cpp quantises
+        f16 = args.out.with_name(args.out.stem + "-F16.tmp.gguf")
+        convert([ConvertJob(args.src, f16, "f16")])
+        quantize(f16, args.out, args.outtype)
+        f16.unlink()
+    else:
+        convert([ConvertJob(args.src, args.out, args.outtype)])
     print(args.out)
 
 

@@ -1,12 +1,11 @@
 """The `llamacpp` runtime: GGUF files executed by llama.cpp (through llama-cpp-python).
 
-Only the network execution differs from the torch path. `LlamaCppBackbone` stands in for a
-transformers backbone: called as `model(input_ids=..., attention_mask=...)` it returns an object whose
-`last_hidden_state` holds llama.cpp's per-token hidden states (context created with `embeddings=True`
-and pooling NONE), padded back to the batch layout. The model families are then constructed around it
-unchanged, so prompts, task → per-task file, pooling (mean / cls / last over the mask), Dense layers,
-the jina-reranker-v3 projector (torch, on the token states at its special tokens), Matryoshka
-truncation, normalisation and encodings are the very same code as with torch.
+Only the network execution differs from the torch path. `LlamaCppBackbone` is the runtime interface of
+`runtimes.backbone`: `encode(input_ids, attention_mask)` returns llama.cpp's per-token hidden states
+(context created with `embeddings=True` and pooling NONE), padded back to the batch layout; capabilities
+`adapters` (LoRA GGUFs switched per batch) and `unpadded`. Which family wraps it, and how (prompts, task →
+adapter, pooling, Dense layers, the jina-reranker-v3 projector), is decided in `models/gguf.py` and the
+families' `load_gguf`: this module knows no family.
 
 Where files come from (`locate_gguf`):
 * a local `.gguf` file (`--models NAME=/path/model-Q8_0.gguf`), or a folder holding `.gguf` files
@@ -38,9 +37,7 @@ import logging
 import os
 import threading
 from collections.abc import Iterator, Sequence
-from dataclasses import replace
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -48,6 +45,8 @@ import numpy as np
 from ..catalog import ModelSpec
 from ..errors import ModelLoadError, ModelNotFoundError
 from . import hub
+from .backbone import ADAPTERS, UNPADDED, Backbone
+from .cpu import cpu_has_amx
 
 log = logging.getLogger("jinaserve.runtime.llamacpp")
 
@@ -74,18 +73,6 @@ def require_llama_cpp() -> Any:
     if lcpp_log.level == logging.NOTSET:
         lcpp_log.setLevel(logging.ERROR)
     return llama_cpp
-
-
-def cpu_has_amx(cpuinfo: str = "/proc/cpuinfo") -> bool:
-    """True when the CPU reports Intel AMX int8 tiles (Sapphire Rapids and later)."""
-    try:
-        with open(cpuinfo, encoding="ascii", errors="replace") as fh:
-            for line in fh:
-                if line.startswith("flags"):
-                    return "amx_int8" in line.split()
-    except OSError:
-        pass
-    return False
 
 
 _PARAMS_LOCK = threading.Lock()
@@ -168,12 +155,11 @@ def locate_gguf(spec: ModelSpec, local_path: Path | None, *, quant: str | None, 
             return _pick(list(local_path.glob("*.gguf")), quant, str(local_path))
         raise ModelNotFoundError(f"{local_path} is neither a .gguf file nor a folder")
     gg = spec.gguf
-    if gg is None and spec.family == "jina_v3":
+    if gg is None and spec.hf_repo and spec.extra.get("gguf_convert"):
         raise ModelNotFoundError(
-            f"Model {spec.id!r} has no published GGUF: convert jinaai/jina-embeddings-v3 (the original layout) with "
-            f"`python -m jinaserve.runtimes.gguf_convert FOLDER {spec.id}-F16.gguf` (it writes one "
-            f"lora-<task>-{spec.id}-F16.gguf adapter per task next to it), then serve "
-            f"--models {spec.id}=/path/{spec.id}-F16.gguf; or use --runtime torch")
+            f"Model {spec.id!r} has no published GGUF: convert {spec.hf_repo} with "
+            f"`python -m jinaserve.runtimes.gguf_convert FOLDER {spec.id}-F16.gguf` ({spec.extra['gguf_convert']}), "
+            f"then serve --models {spec.id}=/path/{spec.id}-F16.gguf; or use --runtime torch")
     if gg is None:
         raise ModelNotFoundError(
             f"Model {spec.id!r} has no GGUF files in the catalog; serve it with --runtime torch, or name a local "
@@ -192,8 +178,11 @@ def locate_gguf(spec: ModelSpec, local_path: Path | None, *, quant: str | None, 
 
 
 # ---------------------------------------------------------------------------------------------- backbone
-class LlamaCppBackbone:
-    """Per-token hidden states of a GGUF model; callable like a transformers backbone."""
+class LlamaCppBackbone(Backbone):
+    """Per-token hidden states of a GGUF model through llama.cpp."""
+
+    runtime = "llamacpp"
+    capabilities = frozenset({ADAPTERS, UNPADDED})
 
     def __init__(self, path: Path, *, n_ctx: int | None = None, n_batch: int | None = None,
                  threads: int | None = None, flash_attn: bool = True) -> None:
@@ -224,8 +213,7 @@ class LlamaCppBackbone:
         self._lock = threading.Lock()
         self._adapters: dict[Any, Any] = {}
         self._active_adapter: Any = None
-        # shape hints used by the families (config.hidden_size...)
-        self.config = SimpleNamespace(hidden_size=self.n_embd, max_position_embeddings=n_ctx_train)
+        self.hidden_size = self.n_embd
 
     @property
     def gguf_pooling(self) -> str | None:
@@ -241,6 +229,9 @@ class LlamaCppBackbone:
         if not adapter:
             raise ModelLoadError(f"llama.cpp could not load the LoRA adapter {path}")
         self._adapters[key] = (adapter, float(scale))
+
+    def use_adapter(self, key: Any) -> None:
+        self.activate(key)
 
     def activate(self, key: Any) -> None:
         if key == self._active_adapter:
@@ -300,8 +291,9 @@ class LlamaCppBackbone:
         lib._ctx.kv_cache_clear()
         return result
 
-    def __call__(self, input_ids: Any = None, attention_mask: Any = None, **_: Any) -> SimpleNamespace:
-        """transformers-style forward: `.last_hidden_state` [B, T, H] (zeros at padding)."""
+    def encode(self, input_ids: Any, attention_mask: Any | None) -> Any:
+        """Hidden states [B, T, H] as a torch tensor (zeros at padding); each row's unmasked tokens run as one
+        llama.cpp sequence, without padding."""
         import torch
 
         ids = input_ids.detach().cpu().numpy()
@@ -311,14 +303,7 @@ class LlamaCppBackbone:
         hidden = np.zeros((ids.shape[0], ids.shape[1], self.n_embd), dtype=np.float32)
         for b, h in enumerate(states):
             hidden[b][mask[b]] = h
-        return SimpleNamespace(last_hidden_state=torch.from_numpy(hidden))
-
-    # transformers-module look-alikes used by some families
-    def eval(self) -> LlamaCppBackbone:
-        return self
-
-    def to(self, *_: Any, **__: Any) -> LlamaCppBackbone:
-        return self
+        return torch.from_numpy(hidden)
 
     def close(self) -> None:
         for adapter, _ in self._adapters.values():
@@ -436,172 +421,6 @@ def load_tokenizer(folder: Path, backbone: LlamaCppBackbone, padding_side: str |
     return tok
 
 
-# ---------------------------------------------------------------------------------------------- specs
-def detect_gguf_spec(served_id: str, backbone: LlamaCppBackbone) -> ModelSpec:
-    """A row for a GGUF file that is not in the catalog: a plain text-embedding model."""
-    pooling = backbone.gguf_pooling
-    if pooling is None:
-        log.warning("%s has no pooling type in its metadata: using mean pooling (name a catalog row with "
-                    "--models ROW=/path/file.gguf to use the row's pooling)", backbone.path.name)
-        pooling = "mean"
-    return ModelSpec(id=served_id, family="gguf_text", kind="embedding", pooling=pooling,  # type: ignore[arg-type]
-                     dims=backbone.n_embd, max_tokens=backbone.n_ctx_train,
-                     description=f"GGUF {backbone.arch} (detected)")
-
-
-# ---------------------------------------------------------------------------------------------- loading
-def load_family(spec: ModelSpec, local_path: Path | None, opts: Any) -> Any:
-    """Build `spec`'s family around llama.cpp. `opts` is a LoadOptions."""
-    require_llama_cpp()
-    gguf_path = locate_gguf(spec, local_path, quant=opts.quant, offline=opts.offline, cache_dir=opts.cache_dir)
-    backbone = LlamaCppBackbone(gguf_path, n_ctx=getattr(opts, "gguf_ctx_size", None),
-                                n_batch=getattr(opts, "gguf_batch_size", None), threads=opts.threads)
-    try:
-        if not spec.family:
-            spec = detect_gguf_spec(spec.id, backbone)
-        family = _build(spec, gguf_path, backbone, opts)
-    except Exception:
-        backbone.close()
-        raise
-    log.info("loaded %s from %s via llama.cpp (arch=%s, ctx=%d, batch=%d, seq_max=%d, threads=%d)", spec.id,
-             gguf_path.name, backbone.arch, backbone.n_ctx, backbone.n_batch, backbone.n_seq_max, backbone.threads)
-    family.runtime = "llamacpp"
-    family.gguf_file = str(gguf_path)
-    return family
-
-
-def _build(spec: ModelSpec, gguf_path: Path, backbone: LlamaCppBackbone, opts: Any) -> Any:
-    from ..models import family_class
-    from ..models.text_embedding import TextEmbeddingFamily
-
-    folder = gguf_path.parent
-    cls = family_class(spec.family)
-    hook = getattr(cls, "load_gguf", None)
-    if hook is not None:  # a family with its own llama.cpp wiring
-        return hook(spec, folder, backbone, opts)
-    if spec.family == "jina_v3":
-        return _build_v3(spec, gguf_path, backbone)
-    if spec.family == "jina_reranker_v3":
-        return _build_reranker_v3(cls, spec, folder, backbone, opts)
-    if isinstance(cls, type) and issubclass(cls, TextEmbeddingFamily):
-        return _build_text_embedding(cls, spec, folder, backbone)
-    raise ModelLoadError(f"model family {spec.family!r} ({spec.id}) has no llama.cpp path; use --runtime torch")
-
-
-def _build_text_embedding(cls: Any, spec: ModelSpec, folder: Path, backbone: LlamaCppBackbone) -> Any:
-    kwargs: dict[str, Any] = {}
-    pooling = spec.pooling
-    max_tokens = spec.max_tokens
-    dims = backbone.n_embd
-    if spec.family == "sentence_transformer" and (folder / "modules.json").is_file():
-        # a GGUF inside a sentence-transformers folder: its Pooling / Dense / max_seq_length apply
-        from ..models.sentence_transformer import _load_dense, read_st_layout
-        from ..runtimes.torch_runtime import select_dtype
-
-        layout = read_st_layout(folder)
-        pooling = layout["pooling"] or pooling
-        max_tokens = layout["max_seq_length"] or max_tokens
-        kwargs["dense"] = [_load_dense(p, "cpu", select_dtype("cpu")) for p in layout["dense"]]
-        if kwargs["dense"]:
-            dims = kwargs["dense"][-1][0].out_features
-    if spec.dims and spec.dims != dims and not kwargs.get("dense"):
-        log.warning("%s: the GGUF's hidden size is %d, the catalog says %d; serving %d-d vectors", spec.id, dims,
-                    spec.dims, dims)
-    max_tokens = min(int(max_tokens or backbone.n_ctx), backbone.n_ctx, backbone.n_batch)
-    spec = replace(spec, dims=dims, max_tokens=max_tokens, pooling=pooling)  # type: ignore[arg-type]
-    padding_side = spec.extra.get("padding_side")
-    tokenizer = load_tokenizer(folder, backbone, padding_side)
-    return cls(spec, backbone, tokenizer, device="cpu", pooling=pooling, padding_side=padding_side,
-               max_tokens=max_tokens, **kwargs)
-
-
-def lora_files(gguf_path: Path) -> dict[str, Path]:
-    """jina-embeddings-v3's task LoRAs as llama.cpp's converter writes them next to the model:
-    `lora-<task>-<model file name>` → {task: path}."""
-    out: dict[str, Path] = {}
-    for f in gguf_path.parent.glob(f"lora-*-{gguf_path.name}"):
-        out[f.name[len("lora-"):-len(gguf_path.name) - 1]] = f
-    return out
-
-
-def _build_v3(spec: ModelSpec, gguf_path: Path, backbone: LlamaCppBackbone) -> Any:
-    """jina-embeddings-v3: the base GGUF + one llama.cpp LoRA adapter per task, switched per batch (items of
-    different adapters never share a batch: the engine groups by adapter)."""
-    from ..models.jina_v3 import JinaV3Family
-    from ..models.text_embedding import TextEmbeddingFamily
-
-    files = lora_files(gguf_path)
-    # the converter names each file after the task (`lora_adaptations`); the row's adapter key may differ
-    by_adapter = {t.adapter: files.get(t.name) or files.get(t.adapter) for t in spec.tasks if t.adapter}
-    needed = set(by_adapter)
-    missing = sorted(a for a, f in by_adapter.items() if f is None)
-    if missing:
-        raise ModelLoadError(f"{spec.id}: no LoRA GGUF for {missing} next to {gguf_path.name} (expected "
-                             f"lora-<task>-{gguf_path.name}, as llama.cpp's converter writes them); found "
-                             f"{sorted(files) or 'none'}")
-    import tempfile
-
-    from .gguf_lora import fold_token_type_lora
-
-    # llama.cpp ignores the token-type LoRA the converter writes: fold it into the word-embedding LoRA (exact),
-    # in a temporary copy (llama.cpp reads the adapter into memory at init, so the copy can go right after).
-    with tempfile.TemporaryDirectory(prefix="jinaserve-lora-") as tmp:
-        for name in sorted(needed):
-            src = by_adapter[name]
-            assert src is not None
-            folded = Path(tmp) / src.name
-            backbone.add_adapter(name, folded if fold_token_type_lora(src, folded) else src)
-
-    class GGUFJinaV3Family(JinaV3Family):
-        """JinaV3Family (prefixes, grouping by adapter, mean pooling, late chunking) on llama.cpp adapters."""
-
-        def __init__(self, spec: ModelSpec, model: LlamaCppBackbone, tokenizer: Any) -> None:
-            TextEmbeddingFamily.__init__(self, spec, model, tokenizer, device="cpu", pooling="mean",
-                                         padding_side="right")
-            self.adapter_mode = "llamacpp"
-            self.adapter_names = sorted(needed)
-
-        def prepare_task(self, task: str | None) -> None:
-            return None
-
-        def forward_hidden(self, input_ids: Any, attention_mask: Any, group: Any) -> Any:
-            self.model.activate(group if isinstance(group, str) else None)
-            return self.model(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
-
-    max_tokens = min(spec.max_tokens, backbone.n_ctx, backbone.n_batch, max(1, backbone.n_ctx_train - 2))
-    spec = replace(spec, dims=backbone.n_embd, max_tokens=max_tokens)
-    tokenizer = load_tokenizer(gguf_path.parent, backbone, "right")
-    return GGUFJinaV3Family(spec, backbone, tokenizer)
-
-
-def _build_reranker_v3(cls: Any, spec: ModelSpec, folder: Path, backbone: LlamaCppBackbone, opts: Any) -> Any:
-    import torch
-
-    from ..models.jina_reranker_v3 import load_projector_state
-
-    if not (folder / "projector.safetensors").is_file() and not list(folder.glob("*.safetensors")):
-        raise ModelLoadError(f"{folder} has no projector.safetensors next to {backbone.path.name}: jina-reranker-v3 "
-                             f"needs it (it is in the jina-reranker-v3-GGUF repo)")
-    state = load_projector_state(folder)
-    w0, w2 = state["projector.0.weight"].float(), state["projector.2.weight"].float()
-    if w0.shape[1] != backbone.n_embd:
-        raise ModelLoadError(f"projector input size {w0.shape[1]} does not match the GGUF's hidden size "
-                             f"{backbone.n_embd}")
-    projector = torch.nn.Sequential(torch.nn.Linear(w0.shape[1], w0.shape[0], bias=False), torch.nn.ReLU(),
-                                    torch.nn.Linear(w2.shape[1], w2.shape[0], bias=False))
-    projector[0].weight.data.copy_(w0)
-    projector[2].weight.data.copy_(w2)
-    projector.eval()
-    for p in projector.parameters():
-        p.requires_grad_(False)
-    tokenizer = load_tokenizer(folder, backbone)
-    context = backbone.n_batch
-    limit = getattr(opts, "rerank_block_tokens", None)
-    if limit:
-        context = min(context, int(limit))
-    return cls(spec, backbone, projector, tokenizer, device="cpu", context=context)
-
-
 def describe(path: Path) -> dict[str, Any]:
     """Metadata summary of a GGUF file (architecture, pooling, sizes) without loading the weights."""
     meta = read_metadata(path)
@@ -611,6 +430,23 @@ def describe(path: Path) -> dict[str, Any]:
             "embedding_length": meta.get(f"{arch}.embedding_length"), "file_type": meta.get("general.file_type")}
 
 
-__all__ = ["GGUFTokenizer", "LlamaCppBackbone", "LlamaCppUnavailableError", "describe", "gguf_file_pattern",
-           "is_gguf_file",
-           "load_family", "locate_gguf"]
+def open_gguf(spec: ModelSpec, local_path: Path | None, opts: Any) -> LlamaCppBackbone:
+    """Locate `spec`'s GGUF file and load it (`opts`: the load options: quant, offline, cache dir, context,
+    batch, threads)."""
+    require_llama_cpp()
+    path = locate_gguf(spec, local_path, quant=opts.quant, offline=opts.offline, cache_dir=opts.cache_dir)
+    return LlamaCppBackbone(path, n_ctx=getattr(opts, "gguf_ctx_size", None),
+                            n_batch=getattr(opts, "gguf_batch_size", None), threads=opts.threads)
+
+
+def lora_files(gguf_path: Path) -> dict[str, Path]:
+    """LoRA adapters as llama.cpp's converter writes them next to a model: `lora-<name>-<model file name>` →
+    {name: path}."""
+    out: dict[str, Path] = {}
+    for f in gguf_path.parent.glob(f"lora-*-{gguf_path.name}"):
+        out[f.name[len("lora-"):-len(gguf_path.name) - 1]] = f
+    return out
+
+
+__all__ = ["GGUFTokenizer", "LlamaCppBackbone", "LlamaCppUnavailableError", "cpu_has_amx", "describe",
+           "gguf_file_pattern", "is_gguf_file", "locate_gguf", "lora_files", "open_gguf"]
