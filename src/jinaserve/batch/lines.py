@@ -12,7 +12,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-import orjson
 from pydantic import ValidationError
 
 from ..api.errors import exception_body, validation_errors
@@ -24,6 +23,7 @@ from ..engine.registry import ModelRegistry
 from ..errors import FieldError, InvalidInputError, JinaServeError, ValidationFailedError
 from ..jobs import RerankJob
 from ..store.jobs import Job
+from .inputs import load_line
 from .runner import Unit, UnitResult
 
 
@@ -38,8 +38,8 @@ class LineFacts:
 def read_line(job: Job, line_no: int, raw: bytes) -> LineFacts:
     """Parse one JSONL line of `job`'s input (already validated for OpenAI files; normalised for Jina)."""
     try:
-        obj = orjson.loads(raw)
-    except orjson.JSONDecodeError:
+        obj = load_line(raw)
+    except ValueError:
         raise InvalidInputError(f"Line {line_no + 1} is not valid JSON") from None
     if not isinstance(obj, dict):
         raise InvalidInputError(f"Line {line_no + 1} must be a JSON object")
