@@ -79,3 +79,10 @@ def test_openai_file_with_a_lone_surrogate_escape_runs_line_by_line(batch_server
         errors = c.get(f"/v1/files/{batch['error_file_id']}/content").text.splitlines()
         (line,) = map(json.loads, errors)
         assert line["custom_id"] == "bad\\ud800" and line["response"]["status_code"] == 400, line
+
+
+def test_a_reranker_cannot_run_a_batch_embedding_job(batch_server):
+    with batch_server.client() as c:
+        r = c.post("/v1/batch/embeddings", json={"model": "tiny-ce", "input": ["a", "b"]})
+        assert r.status_code == 400, r.text
+        assert "reranker" in r.json()["detail"] and "/v1/batches" in r.json()["detail"]
