@@ -98,7 +98,8 @@ class LineRunner:
             return (lambda: service.start_rerank(rjob)), render_rerank
         req = validated(EmbeddingsRequest, body)
         service = self.registry.get(req.model, "embedding")
-        inputs = parse_inputs(req.input, max_inputs=s.max_inputs_per_request, max_chars=s.max_input_chars)
+        inputs = parse_inputs(req.input, max_inputs=s.max_inputs_per_request, max_chars=s.max_input_chars,
+                              allow_token_ids=s.allow_token_ids)
         options = req.to_options(service.spec.task_names)
         if options.return_multivector and options.dimensions is not None:
             raise ValidationFailedError([FieldError("body -> dimensions", "dimensions cannot be combined with "

@@ -137,6 +137,11 @@ def _inputs(raw: Any, request: Request) -> list[EmbedInput]:
     common.text_inputs(texts, request, "inputs")  # length limits
     if any(isinstance(x, list) and not x for x in items):
         raise ProtocolError("validation", "a token-id input cannot be empty")
+    if not common.settings_of(request).allow_token_ids and any(isinstance(x, list) for x in items):
+        i = next(i for i, x in enumerate(items) if isinstance(x, list))
+        raise ProtocolError("validation", f"`inputs` item {i} is an array of token ids, but this server takes text "
+                            "(ids from another tokenizer would give wrong vectors): send the text. An operator can "
+                            "accept ids of the served model's own vocabulary with the allow_token_ids setting.")
     return [EmbedInput(text=x) if isinstance(x, str) else EmbedInput(token_ids=list(x)) for x in items]
 
 
