@@ -326,3 +326,17 @@ def test_arbitrary_json_in_every_field_never_gives_5xx(srv):
         record("odd_json_property", requests=total, errors_5xx=sum(v for k, v in statuses.items() if k >= 500),
                statuses=dict(sorted(statuses.items())))
     assert statuses.get(200, 0) > 0 and math.fsum(v for k, v in statuses.items() if 400 <= k < 500) > 0
+
+
+def test_every_json_route_reads_a_curl_d_body(srv):
+    """docs/http-api.md: a body sent as application/x-www-form-urlencoded (what `curl -d` sends), or with no
+    content type, is read as JSON — on every JSON route, the protocol routes and aliases included."""
+    with httpx.Client(base_url=srv.url, timeout=60) as client:
+        for path in sorted(_operations(srv)):
+            body = json.dumps(_bases(path)[0]).encode()
+            url = _concrete(path, "tiny")
+            want = client.post(url, content=body, headers={"content-type": "application/json"})
+            for ctype in ("application/x-www-form-urlencoded", None):
+                headers = {"content-type": ctype} if ctype else {}
+                got = client.post(url, content=body, headers=headers)
+                assert got.status_code == want.status_code, (path, ctype, want.status_code, got.text[:300])
