@@ -8,7 +8,7 @@ retrieval.query / retrieval.passage (default: document, as hosted).
 
 from __future__ import annotations
 
-from .spec import ModelSpec, TaskSpec
+from .spec import Detect, ModelSpec, TaskSpec
 
 COLBERT_TASKS = (
     TaskSpec("retrieval.query", None, "", "queries: query marker, padded to the query length with [MASK]"),
@@ -39,9 +39,9 @@ ROWS: list[ModelSpec] = [
             "query_length": 32,
             "attend_to_query_expansion": True,
             "allowed_dimensions": (64, 96, 128),
-            "detect_architectures": ("HF_ColBERT",),
-            "detect_config": {"model_type": ["xlm-roberta"]},
         },
+        detect=(Detect(architectures=("HF_ColBERT",), model_type=("xlm-roberta",),
+                       layout="HF_ColBERT: XLM-RoBERTa + linear projection"),),
     ),
     ModelSpec(
         id="jina-colbert-v1-en",
@@ -65,8 +65,8 @@ ROWS: list[ModelSpec] = [
             "query_length": 32,
             "attend_to_query_expansion": False,
             "ignore_dimensions": True,  # the hosted ColbertV1 schema has no `dimensions`
-            "detect_architectures": ("HF_ColBERT",),
-            "detect_config": {"model_type": ["bert"]},
         },
+        detect=(Detect(architectures=("HF_ColBERT",), model_type=("bert",),
+                       layout="HF_ColBERT: JinaBERT + linear projection"),),
     ),
 ]
