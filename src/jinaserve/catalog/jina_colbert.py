@@ -34,6 +34,7 @@ ROWS: list[ModelSpec] = [
         options=frozenset({"return_multivector"}),
         extra={
             "backbone": "xlm-roberta",
+            "dims_tensor": "linear.weight",  # its rows are the vector size (not the backbone's hidden size)
             "query_marker": "[QueryMarker]",
             "document_marker": "[DocumentMarker]",
             "query_length": 32,
@@ -60,6 +61,7 @@ ROWS: list[ModelSpec] = [
         options=frozenset({"return_multivector"}),
         extra={
             "backbone": "jinabert",
+            "dims_tensor": "linear.weight",
             "query_marker": "[unused0]",
             "document_marker": "[unused1]",
             "query_length": 32,
