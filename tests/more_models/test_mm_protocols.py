@@ -1,7 +1,9 @@
 """The new families through the other entry points: jina-clip images over Cohere, classification and batch
 jobs; jina-colbert on the routes that carry one vector per input (refused in each protocol's shape, with a
-message whose advice works) and on TEI `/embed_all`. References: the same server's Jina `/v1/embeddings` and
-`/v1/multi-vector` answers, and plain numpy for the classification scores."""
+message whose advice works), on TEI `/embed_all` and in the CLI (`jinaserve embed` prints its per-token
+vectors; `jinaserve batch run`, whose output holds one vector per row, refuses it up front). References: the
+same server's Jina `/v1/embeddings` and `/v1/multi-vector` answers, and plain numpy for the classification
+scores."""
 
 from __future__ import annotations
 
@@ -11,6 +13,9 @@ import time
 import numpy as np
 import pytest
 from test_mm_http import png_b64
+from typer.testing import CliRunner
+
+from jinaserve.cli import app
 
 CLIP, COLBERT = "ckpt-b", "ckpt-d"  # jina-clip-v2, jina-colbert-v2 (served by folder name)
 TEXTS = ["a red square", "ein blaues Auto"]
@@ -91,3 +96,22 @@ def test_colbert_on_a_one_vector_route_is_refused_with_advice_that_works(client,
     assert r.status_code == 200, r.text
     for got, want in zip(r.json(), multi, strict=True):
         np.testing.assert_allclose(got, want, atol=1e-6)
+
+
+def test_cli_embed_prints_colbert_per_token_vectors(client, mm_root):
+    r = CliRunner().invoke(app, ["embed", "-m", str(mm_root / COLBERT), "--offline", "--device", "cpu",
+                                 "--task", "retrieval.query", *TEXTS])
+    assert r.exit_code == 0, r.output
+    got = [np.array(d["embeddings"]) for d in json.loads(r.stdout)["data"]]
+    for a, b in zip(got, jina(client, COLBERT, TEXTS, task="retrieval.query"), strict=True):
+        np.testing.assert_allclose(a, b, atol=1e-6)
+
+
+def test_cli_batch_run_refuses_a_multi_vector_model_up_front(mm_root, tmp_path):
+    (tmp_path / "in.txt").write_text("a\nb\n")
+    r = CliRunner().invoke(app, ["batch", "run", str(tmp_path / "in.txt"), "--out", str(tmp_path / "o.npy"),
+                                 "-m", str(mm_root / COLBERT), "--offline", "--device", "cpu",
+                                 "--data-dir", str(tmp_path / "data")])
+    assert r.exit_code == 2, (r.output, r.exception)  # the CLI's error exit, not a traceback
+    assert "one vector per token" in r.output and "/v1/batch/embeddings" in r.output, r.output
+    assert not (tmp_path / "o.npy").exists()
