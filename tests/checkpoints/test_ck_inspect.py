@@ -96,6 +96,14 @@ def test_broken_folders_exit_1_with_the_reason(layouts, tmp_path):
     save_file({k: v for k, v in sd.items() if not k.startswith("projector.")}, str(rr3 / "model.safetensors"))
     code, out = cli(str(rr3))
     assert code == 1 and "missing projector" in out
+    # a ColBERT without its projection, a reranker-v1 without its classifier head
+    for case, prefix, what in (("colbert-v2", "linear.", "ColBERT projection"), ("rr1", "classifier.",
+                                                                                   "classifier head")):
+        folder = L.copy(layouts[case].neutral, tmp_path / case)
+        sd = load_file(str(folder / "model.safetensors"))
+        save_file({k: v for k, v in sd.items() if not k.startswith(prefix)}, str(folder / "model.safetensors"))
+        code, out = cli(str(folder))
+        assert code == 1 and f"missing {what}" in " ".join(out.split()), out
     # a shard listed in the index but absent
     index = {"weight_map": {"a": "model-00002-of-00002.safetensors"}}
     (v2 / "model.safetensors.index.json").write_text(json.dumps(index))

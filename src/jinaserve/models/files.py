@@ -42,9 +42,11 @@ def select_download(names: Iterable[str], spec: ModelSpec | None = None) -> list
     return sorted(n for n in chosen if not (n.endswith(".bin") and n.rpartition("/")[0] in has_st))
 
 
-# Download globs a family reads beyond DOWNLOAD_INCLUDE (none today: adapters, projectors and image
-# processor configs are .json / .safetensors files already). A new family adds its globs here.
-FAMILY_DOWNLOAD: dict[str, tuple[str, ...]] = {}
+# Download globs a family reads beyond DOWNLOAD_INCLUDE (adapters, projectors and image processor configs are
+# .json / .safetensors files already). A new family adds its globs here.
+FAMILY_DOWNLOAD: dict[str, tuple[str, ...]] = {
+    "jina_colbert": ("artifact.metadata",),  # Stanford ColBERT's settings: markers, query length, attention
+}
 
 
 # --------------------------------------------------------------------------- required files (inspect)
@@ -125,6 +127,14 @@ FAMILY_NEEDS: dict[str, Callable[[ModelSpec, FolderFacts], list[Requirement]]] =
         Requirement("score head", tensors=("score.0.weight", "score.2.weight")),
         Requirement("image processor config (images use defaults without it)", ("preprocessor_config.json",),
                     warn_only=True)],
+    "jina_clip": lambda spec, facts: [
+        Requirement("image processor config (images use defaults without it)", ("preprocessor_config.json",),
+                    warn_only=True)],
+    "jina_colbert": lambda spec, facts: [
+        Requirement("ColBERT projection (linear.weight)", tensors=("linear.weight",)),
+        Requirement("ColBERT settings artifact.metadata (the row's defaults are used without it)",
+                    ("artifact.metadata",), warn_only=True)],
+    "jina_reranker_v1": lambda spec, facts: [Requirement("classifier head", tensors=("classifier.weight",))],
 }
 
 
