@@ -45,9 +45,10 @@ def test_token_id_arrays_are_refused_naming_the_client_fix(tiny_bert_path):
                 assert "allow_token_ids" in r.json()["error"], r.text
 
 
-def test_allow_token_ids_takes_the_models_own_ids(tiny_bert_path):
+def test_allow_token_ids_takes_the_models_own_ids(tiny_bert_path, tmp_path):
     ids = AutoTokenizer.from_pretrained(str(tiny_bert_path))(TEXT)["input_ids"]  # the served model's tokenizer
-    with server_in_thread(models=[f"tiny={tiny_bert_path}"], allow_token_ids=True) as srv:
+    # its own data dir: the batch job must run on this server (a store's jobs run in the process holding its lock)
+    with server_in_thread(models=[f"tiny={tiny_bert_path}"], allow_token_ids=True, data_dir=str(tmp_path)) as srv:
         client = openai.OpenAI(base_url=srv.url + "/v1", api_key="unused", max_retries=0)
         by_ids = client.embeddings.create(model="tiny", input=[ids], encoding_format="float")
         by_text = client.embeddings.create(model="tiny", input=[TEXT], encoding_format="float")
