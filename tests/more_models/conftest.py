@@ -74,8 +74,9 @@ def services(clip_v1, clip_v2, colbert_v1, colbert_v2, reranker_v1):
 
 
 @pytest.fixture(scope="session")
-def server(clip_v1, clip_v2, colbert_v1, colbert_v2, reranker_v1) -> Iterator[RunningServer]:
-    """One server for the HTTP tests of this folder: the five folders served by path alone (no `NAME=`)."""
+def server(clip_v1, clip_v2, colbert_v1, colbert_v2, reranker_v1, mm_root: Path) -> Iterator[RunningServer]:
+    """One server for the HTTP tests of this folder: the five folders served by path alone (no `NAME=`), with its
+    own data dir (its batch jobs run here, not in another test server holding a shared store's lock)."""
     folders = [b.folder for b in (clip_v1, clip_v2, colbert_v1, colbert_v2, reranker_v1)]
-    with server_in_thread(models=[str(f) for f in folders]) as srv:
+    with server_in_thread(models=[str(f) for f in folders], data_dir=str(mm_root / "data")) as srv:
         yield srv

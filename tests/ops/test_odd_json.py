@@ -183,11 +183,13 @@ def _set(body: dict[str, Any], field: str, value: Any) -> None:
 
 
 @pytest.fixture(scope="module")
-def srv(tiny_bert_path, tiny_cross_encoder_path, tiny_v4_path, tiny_clip_v2_path,
-        tiny_colbert_v2_path) -> Iterator[RunningServer]:
+def srv(tiny_bert_path, tiny_cross_encoder_path, tiny_v4_path, tiny_clip_v2_path, tiny_colbert_v2_path,
+        tmp_path_factory) -> Iterator[RunningServer]:
+    # its own data dir: the batch jobs it creates run here, not on another test server of the session
     with server_in_thread(models=[f"tiny={tiny_bert_path}", f"tiny-ce={tiny_cross_encoder_path}",
                                   f"v4={tiny_v4_path}", f"clip={tiny_clip_v2_path}", f"colbert={tiny_colbert_v2_path}"],
-                          max_body_bytes=2 * 1024 * 1024, threads=1) as s:
+                          max_body_bytes=2 * 1024 * 1024, threads=1,
+                          data_dir=str(tmp_path_factory.mktemp("odd-json-data"))) as s:
         yield s
 
 
