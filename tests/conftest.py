@@ -47,3 +47,25 @@ def tiny_v4_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from tiny_v4 import build_tiny_v4
 
     return build_tiny_v4(tmp_path_factory.mktemp("tiny-v4"))
+
+
+def _mm_builders():
+    """tests/more_models/mm_builders.py (tiny jina-clip / jina-colbert checkpoints in the published layouts)."""
+    import sys
+
+    sys.path.insert(0, str(ROOT / "tests" / "more_models"))
+    import mm_builders
+
+    return mm_builders
+
+
+@pytest.fixture(scope="session")
+def tiny_clip_v2_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny random-weight jina-clip-v2 in its published layout, in a neutrally named folder."""
+    return _mm_builders().build_clip_v2(tmp_path_factory.mktemp("tiny-clip") / "ckpt-clip").folder
+
+
+@pytest.fixture(scope="session")
+def tiny_colbert_v2_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny random-weight jina-colbert-v2 in its published layout, in a neutrally named folder."""
+    return _mm_builders().build_colbert_v2(tmp_path_factory.mktemp("tiny-colbert") / "ckpt-colbert").folder

@@ -275,7 +275,8 @@ def embed(
     device: DeviceOpt = None,
     offline: OfflineOpt = None,
 ) -> None:
-    """Embed texts in-process and print JSON ({model, data: [{index, embedding}]})."""
+    """Embed texts in-process and print JSON ({model, data: [{index, embedding}]}; multi-vector models such as
+    jina-colbert: [{index, embeddings}], one vector per token, as /v1/embeddings answers)."""
     from .errors import JinaServeError
     from .inprocess import Embedder
     from .logs import setup_logging
@@ -283,11 +284,16 @@ def embed(
     setup_logging("console", "warning")
     try:
         emb = Embedder(_default_model(model, "jina-embeddings-v3", offline), **_inprocess_settings(device, offline))
-        vectors = emb.encode(texts, task=task, dimensions=dimensions)
+        if emb.multi_vector_only:
+            matrices = emb.encode_multivector(texts, task=task, dimensions=dimensions)
+            data = [{"index": i, "embeddings": m} for i, m in enumerate(matrices)]
+        else:
+            data = [{"index": i, "embedding": v} for i, v in enumerate(emb.encode(texts, task=task,
+                                                                                  dimensions=dimensions))]
     except JinaServeError as exc:
         console.print(f"[red]error:[/red] {exc.message}")
         raise typer.Exit(1) from exc
-    body = {"model": emb.model_id, "data": [{"index": i, "embedding": v} for i, v in enumerate(vectors)]}
+    body = {"model": emb.model_id, "data": data}
     sys.stdout.write(orjson.dumps(body, option=orjson.OPT_SERIALIZE_NUMPY).decode() + "\n")
     emb.close()
 

@@ -222,7 +222,10 @@ class _Hop:
 
     @classmethod
     def parse(cls, url: str, index: int | None) -> _Hop:
-        parts = urlsplit(url)
+        try:
+            parts = urlsplit(url)
+        except ValueError:  # e.g. an unclosed IPv6 bracket, "http://[::1/x.png"
+            raise fail(index, f"image URL {_short(url)!r} is not a valid URL") from None
         scheme = parts.scheme.lower()
         if scheme not in ("http", "https"):
             raise fail(index, f"image URL scheme {scheme!r} is not supported (use http or https)")
@@ -273,7 +276,10 @@ async def _download(hop: _Hop, address: str, policy: ImageFetchPolicy, budget: _
                 location = resp.headers.get("location")
                 if not location:
                     raise fail(index, "image URL redirected without a Location header")
-                return urljoin(hop.url, location)
+                try:
+                    return urljoin(hop.url, location)
+                except ValueError:
+                    raise fail(index, f"image URL redirected to an invalid URL {_short(location)!r}") from None
             if resp.status_code != 200:
                 raise fail(index, f"fetching the image URL returned HTTP {resp.status_code}")
             _check_content_type(resp.headers.get("content-type"), index)

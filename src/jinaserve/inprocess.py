@@ -49,6 +49,12 @@ class _InProcessModel:
     def device(self) -> str:
         return self._service.family.device
 
+    @property
+    def multi_vector_only(self) -> bool:
+        """True for models that embed every input to one vector per token (ColBERT): use
+        `encode_multivector()` with them."""
+        return bool(self._service.family.multi_vector_only)
+
     def close(self) -> None:
         self._service.close()
 

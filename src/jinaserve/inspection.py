@@ -21,7 +21,7 @@ from .catalog import ModelSpec, lookup
 from .catalog.licences import licence_notice
 from .errors import JinaServeError
 from .models.detect import FolderFacts, UnrecognisedCheckpointError, best_rule, recognise, unrecognised_jina_error
-from .models.files import missing
+from .models.files import missing, tensor_shape
 from .models.resolve import detect_spec, split_alias
 
 
@@ -137,7 +137,14 @@ def inspect_folder(report: Report, folder: Path, named: ModelSpec | None) -> Non
     assert spec is not None
     _fill_row(report, spec)
     hidden = _config_int(facts, "hidden_size")
-    if spec.kind == "embedding" and hidden:  # the weights decide the vector size
+    projection = spec.extra.get("dims_tensor")
+    if spec.kind == "embedding" and projection:  # a projection's rows decide the vector size (ColBERT's linear)
+        shape = tensor_shape(folder, str(projection))
+        if shape and spec.dims and spec.dims != shape[0]:
+            report.warnings.append(f"the weights' {projection} gives {shape[0]}-d vectors, the catalog says "
+                                   f"{spec.dims}: {shape[0]}-d vectors are served")
+        report.dims = shape[0] if shape else spec.dims
+    elif spec.kind == "embedding" and hidden:  # the weights decide the vector size
         if spec.dims and spec.dims != hidden:
             report.warnings.append(f"the config's hidden size is {hidden}, the catalog says {spec.dims}: "
                                    f"{hidden}-d vectors are served")

@@ -24,7 +24,10 @@ class URLRefusedError(InvalidInputError):
 
 def check_url(url: str, *, what: str, allow_private: bool) -> tuple[str, str, int, str]:
     """(scheme, host, port, checked address) of an http(s) URL, or URLRefusedError saying why not."""
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+    except ValueError:  # e.g. an unclosed IPv6 bracket, "http://[::1/"
+        raise URLRefusedError(f"{what}: {url[:80]!r} is not a valid URL") from None
     scheme = parts.scheme.lower()
     if scheme not in ("http", "https"):
         hint = " (use a pre-signed https URL for S3 / GCS objects)" if scheme in ("s3", "gs", "gcs") else ""
@@ -40,6 +43,7 @@ def check_url(url: str, *, what: str, allow_private: bool) -> tuple[str, str, in
         address = check_address(host, port, ImageFetchPolicy(allow_private=allow_private))
     except InvalidImageError as exc:
         message = exc.message.removeprefix("Image input: ").replace("image URL host", "host")
+        message = message.replace("image host", "host")
         message = message.replace("image_allow_private_urls", "batch_allow_private_urls")
         raise URLRefusedError(f"{what}: {message}") from None
     return scheme, host, port, address
@@ -70,7 +74,10 @@ def request(method: str, url: str, *, what: str, allow_private: bool, max_bytes:
                         location = resp.headers.get("location")
                         if not location:
                             raise URLRefusedError(f"{what}: redirected without a Location header")
-                        current = urljoin(current, location)
+                        try:
+                            current = urljoin(current, location)
+                        except ValueError:
+                            raise URLRefusedError(f"{what}: redirected to an invalid URL {location[:80]!r}") from None
                         continue
                     size = 0
                     for chunk in resp.iter_bytes():

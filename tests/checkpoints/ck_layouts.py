@@ -57,6 +57,11 @@ def v3() -> ModuleType:
     return builders("ck_v3_builders", "jina_v3/v3_builders.py")
 
 
+def mm() -> ModuleType:
+    """jina-clip, jina-colbert and jina-reranker-v1 in their published layouts."""
+    return builders("ck_mm_builders", "more_models/mm_builders.py")
+
+
 def write_json(path: Path, value: object) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(value, indent=1))

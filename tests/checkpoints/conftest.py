@@ -88,6 +88,15 @@ def layouts(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Case]:
     L.model_card(vllm, "jina-embeddings-v4-vllm-retrieval", licence="other")
     cases["v4-vllm"] = ("jina-embeddings-v4-vllm-retrieval", vllm, "embedding", False)
 
+    mm = L.mm()
+    cases["clip-v2"] = ("jina-clip-v2", mm.build_clip_v2(built / "clip-v2").folder, "embedding", True)
+    cases["clip-v1"] = ("jina-clip-v1", mm.build_clip_v1(built / "clip-v1").folder, "embedding", False)
+    cases["colbert-v2"] = ("jina-colbert-v2", mm.build_colbert_v2(built / "colbert-v2").folder, "embedding", True)
+    cases["colbert-v1"] = ("jina-colbert-v1-en", mm.build_colbert_v1(built / "colbert-v1").folder, "embedding",
+                           False)
+    rr1 = mm.build_reranker_v1(built / "rr1").folder
+    cases["rr1"] = ("jina-reranker-v1-base-en", rr1, "rerank", True)
+
     out: dict[str, Case] = {}
     for n, (name, (row, folder, kind, http)) in enumerate(cases.items(), start=1):
         out[name] = Case(row, folder, L.copy(folder, root / "neutral" / f"my-model-{n}"), kind, http)
@@ -104,6 +113,9 @@ def layouts(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Case]:
     L.edit_config(plain, model_type="eurobert", architectures=["EuroBertModel"], auto_map=None, task_names=None)
     L.st_pooling_files(plain, L.V5_PROMPTS)
     out["v5-nano-merged-st"] = Case("jina-embeddings-v5-text-nano-retrieval", plain, plain, "embedding", False)
+    # the three reranker-v1 sizes have the same files: the repo id in the HF cache path names the size
+    turbo = L.copy(rr1, root / "hub" / "models--jinaai--jina-reranker-v1-turbo-en" / "snapshots" / "4567cdef")
+    out["rr1-turbo-cache"] = Case("jina-reranker-v1-turbo-en", turbo, turbo, "rerank", False)
     return out
 
 

@@ -65,6 +65,17 @@ def test_selection_keeps_what_the_family_reads(row_id):
         "modules.json", "config_sentence_transformers.json", "README.md", "LICENSE"])
 
 
+def test_a_download_keeps_every_file_of_each_published_layout(layouts):
+    """The tiny checkpoints hold only files their family reads (in each published layout): a download of such a
+    repo must fetch all of them — jina-colbert's artifact.metadata included. (Adapter READMEs and
+    .gitattributes are not read.)"""
+    for name, c in layouts.items():
+        files = sorted(p.relative_to(c.named).as_posix() for p in c.named.rglob("*") if p.is_file())
+        chosen = set(select_download(files, lookup(c.row)))
+        dropped = [f for f in files if f not in chosen and f != ".gitattributes" and not f.endswith("/README.md")]
+        assert not dropped, (name, dropped)
+
+
 def test_bin_weights_are_kept_when_there_is_no_safetensors():
     # jina-embeddings-v2-base-code ships pytorch_model.bin only
     chosen = select_download(["config.json", "pytorch_model.bin", "tokenizer.json", "onnx/model.onnx"],

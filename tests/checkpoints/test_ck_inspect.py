@@ -28,7 +28,8 @@ def cli(*args: str):
 
 
 CASES = ["minilm", "v3-hf", "v3-remote", "v3-remote-xlmr", "v3-hf-noarch", "v5-small", "v5-nano", "v5-small-merged",
-         "v5-nano-merged-st", "code", "v2", "v2-code", "rr3", "rr2", "m0", "v4", "v4-vllm"]
+         "v5-nano-merged-st", "code", "v2", "v2-code", "rr3", "rr2", "m0", "v4", "v4-vllm", "clip-v2", "clip-v1",
+         "colbert-v2", "colbert-v1", "rr1"]
 
 
 @pytest.mark.parametrize("case", CASES)
@@ -47,8 +48,15 @@ def test_each_tiny_checkpoint_from_a_neutral_folder(layouts, case):
     assert [t["name"] for t in report["tasks"]] == row.task_names
     assert [t["prefix"] for t in report["tasks"]] == [t.prefix for t in row.tasks]
     assert report["licence"] == row.licence and report["layout"]
-    if row.kind == "embedding":
-        cfg = json.loads((c.neutral / "config.json").read_text())
+    cfg = json.loads((c.neutral / "config.json").read_text())
+    if row.family == "jina_colbert":  # ColBERT: the linear projection's rows, not the backbone's hidden size
+        from safetensors import safe_open
+
+        with safe_open(str(c.neutral / "model.safetensors"), "pt") as f:
+            rows = f.get_slice("linear.weight").get_shape()[0]
+        # (the tiny v1 projects its 64-wide hidden states to 128, as the published ones project 768 / 1024 to 128)
+        assert report["dims"] == rows and not report["warnings"], report
+    elif row.kind == "embedding" and "hidden_size" in {**cfg, **cfg.get("text_config", {})}:
         assert report["dims"] == cfg.get("hidden_size", cfg.get("text_config", {}).get("hidden_size"))
 
 
@@ -88,6 +96,14 @@ def test_broken_folders_exit_1_with_the_reason(layouts, tmp_path):
     save_file({k: v for k, v in sd.items() if not k.startswith("projector.")}, str(rr3 / "model.safetensors"))
     code, out = cli(str(rr3))
     assert code == 1 and "missing projector" in out
+    # a ColBERT without its projection, a reranker-v1 without its classifier head
+    for case, prefix, what in (("colbert-v2", "linear.", "ColBERT projection"), ("rr1", "classifier.",
+                                                                                   "classifier head")):
+        folder = L.copy(layouts[case].neutral, tmp_path / case)
+        sd = load_file(str(folder / "model.safetensors"))
+        save_file({k: v for k, v in sd.items() if not k.startswith(prefix)}, str(folder / "model.safetensors"))
+        code, out = cli(str(folder))
+        assert code == 1 and f"missing {what}" in " ".join(out.split()), out
     # a shard listed in the index but absent
     index = {"weight_map": {"a": "model-00002-of-00002.safetensors"}}
     (v2 / "model.safetensors.index.json").write_text(json.dumps(index))

@@ -14,6 +14,7 @@ import time
 import httpx
 import numpy as np
 import pytest
+from PIL import Image
 
 from helpers import server_in_thread
 from jinaserve import Embedder, Reranker
@@ -56,7 +57,8 @@ def test_one_model_per_family_goes_over_http(layouts):
     assert families == over_http
 
 
-@pytest.mark.parametrize("case", ["minilm", "v3-hf", "v5-small", "code", "v2", "rr3", "rr2", "m0", "v4"])
+@pytest.mark.parametrize("case", ["minilm", "v3-hf", "v5-small", "code", "v2", "rr3", "rr2", "m0", "v4", "clip-v2",
+                                  "colbert-v2", "rr1"])
 def test_neutral_folder_over_http(srv, layouts, case):
     c = layouts[case]
     neutral_id = c.neutral.name
@@ -66,7 +68,9 @@ def test_neutral_folder_over_http(srv, layouts, case):
                (neutral_id, c.row)]
         for r in got:
             assert r.status_code == 200, r.text
-        a, b = (np.array([d["embedding"] for d in r.json()["data"]]) for r in got)
+        # one vector per input, or one per token (multi-vector models: ColBERT)
+        a, b = (np.concatenate([np.atleast_2d(d.get("embedding", d.get("embeddings"))) for d in r.json()["data"]])
+                for r in got)
         np.testing.assert_allclose(a, b, atol=ATOL)
     else:
         body = {"query": QUERY, "documents": DOCS, "return_documents": False}
@@ -96,3 +100,28 @@ def test_reranker_neutral_in_process(layouts):
     c = layouts["rr2"]
     with Reranker(str(c.neutral), device="cpu") as neutral, Reranker(f"{c.row}={c.named}", device="cpu") as named:
         np.testing.assert_allclose(neutral.score(QUERY, DOCS), named.score(QUERY, DOCS), atol=ATOL)
+
+
+@pytest.mark.parametrize("case", ["clip-v1", "colbert-v1"])
+def test_neutral_folder_in_process_clip_and_colbert(layouts, case):
+    """jina-clip v1 (text and an image) and jina-colbert v1 (per-token vectors) from a neutral folder."""
+    c = layouts[case]
+    with Embedder(str(c.neutral), device="cpu") as neutral, Embedder(f"{c.row}={c.named}", device="cpu") as named:
+        assert (neutral.spec.hf_repo, neutral.spec.family) == (named.spec.hf_repo, named.spec.family)
+        if neutral.spec.family == "jina_colbert":
+            for a, b in zip(neutral.encode_multivector(TEXTS), named.encode_multivector(TEXTS), strict=True):
+                np.testing.assert_allclose(a, b, atol=ATOL)
+        else:
+            image = Image.new("RGB", (48, 40), (200, 30, 90))
+            np.testing.assert_allclose(neutral.encode(TEXTS), named.encode(TEXTS), atol=ATOL)
+            np.testing.assert_allclose(neutral.encode_image([image]), named.encode_image([image]), atol=ATOL)
+
+
+def test_reranker_v1_size_named_by_the_hf_cache_path(layouts):
+    """The three reranker-v1 sizes have the same files; a snapshot in the HF cache is the size its repo id names
+    (not the base row), and scores as the same checkpoint served by that name."""
+    c = layouts["rr1-turbo-cache"]
+    with Reranker(str(c.neutral), device="cpu") as cached, Reranker(f"{c.row}={layouts['rr1'].named}",
+                                                                     device="cpu") as named:
+        assert cached.spec.hf_repo == named.spec.hf_repo == "jinaai/jina-reranker-v1-turbo-en"
+        np.testing.assert_allclose(cached.score(QUERY, DOCS), named.score(QUERY, DOCS), atol=ATOL)

@@ -4,6 +4,7 @@ neutrally named folder (`ckpt-*`), so recognition from the files alone is exerci
 from __future__ import annotations
 
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -20,6 +21,8 @@ from mm_builders import (
     build_reranker_v1,
     load_service,
 )
+
+from helpers import RunningServer, server_in_thread
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -68,3 +71,12 @@ def services(clip_v1, clip_v2, colbert_v1, colbert_v2, reranker_v1):
     yield out
     for svc in out.values():
         svc.close()
+
+
+@pytest.fixture(scope="session")
+def server(clip_v1, clip_v2, colbert_v1, colbert_v2, reranker_v1, mm_root: Path) -> Iterator[RunningServer]:
+    """One server for the HTTP tests of this folder: the five folders served by path alone (no `NAME=`), with its
+    own data dir (its batch jobs run here, not in another test server holding a shared store's lock)."""
+    folders = [b.folder for b in (clip_v1, clip_v2, colbert_v1, colbert_v2, reranker_v1)]
+    with server_in_thread(models=[str(f) for f in folders], data_dir=str(mm_root / "data")) as srv:
+        yield srv

@@ -5,25 +5,17 @@ from __future__ import annotations
 
 import base64
 import io
-from collections.abc import Iterator
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from helpers import RunningServer, server_in_thread
+from helpers import RunningServer
 from jinaserve.jobs import EmbedInput, EmbedOptions
 from jinaserve.models.detect import UnrecognisedCheckpointError
 from jinaserve.models.resolve import resolve
 
 H = {"Authorization": "Bearer x"}
-
-
-@pytest.fixture(scope="module")
-def server(clip_v1, clip_v2, colbert_v1, colbert_v2, reranker_v1) -> Iterator[RunningServer]:
-    folders = [b.folder for b in (clip_v1, clip_v2, colbert_v1, colbert_v2, reranker_v1)]
-    with server_in_thread(models=[str(f) for f in folders]) as srv:
-        yield srv
 
 
 @pytest.fixture(scope="module")

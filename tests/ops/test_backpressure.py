@@ -65,3 +65,50 @@ def test_time_based_admission_answers_429_instead_of_growing_waits(minilm_path):
     # behind each other: ~24x the time of one request alone.
     assert max(ok) < max_wait + 3 * alone + 2, (alone, sorted(ok)[-5:])
     assert median(rejected) < 1.0  # refused before any work
+
+
+# Every entry point that queues model work, with a valid body, and how its protocol says "busy" (the error
+# shapes and statuses of docs/protocols.md: Ollama answers a full queue with 503, the others with 429).
+BUSY = [("/v1/embeddings", {"model": "tiny", "input": ["a"]}, "detail", 429),
+        ("/v1/embeddings", {"model": "tiny", "input": ["a"], "output_dtype": None}, "detail", 429),  # Voyage
+        ("/v2/embed", {"model": "tiny", "texts": ["a"]}, "message", 429),
+        ("/v1/embed", {"model": "tiny", "texts": ["a"]}, "message", 429),
+        ("/embed", {"inputs": ["a"]}, "error", 429),
+        ("/tei/tiny/embed", {"inputs": "a"}, "error", 429),
+        ("/", {"inputs": "a"}, "error", 429),
+        ("/api/embed", {"model": "tiny", "input": "a"}, "error", 503),
+        ("/api/embeddings", {"model": "tiny", "prompt": "a"}, "error", 503),
+        ("/v1/classify", {"model": "tiny", "input": ["a"], "labels": ["x", "y"]}, "detail", 429),
+        ("/v1/train", {"model": "tiny", "input": [{"text": "a", "label": "x"}, {"text": "b", "label": "y"}]},
+         "detail", 429),
+        ("/v1/rerank", {"model": "tiny-ce", "query": "q", "documents": ["a"]}, "detail", 429),
+        ("/rerank", {"query": "q", "texts": ["a"]}, "error", 429),  # TEI
+        ("/tei/tiny-ce/rerank", {"query": "q", "texts": ["a"]}, "error", 429),
+        ("/v1/rerank", {"model": "tiny-ce", "query": "q", "documents": ["a"], "top_k": 1, "truncation": True},
+         "detail", 429),  # Voyage
+        ("/v1/rerank", {"model": "tiny-ce", "query": "q", "documents": [{"text": "a"}], "rank_fields": ["text"]},
+         "message", 429),  # Cohere v1
+        ("/v2/rerank", {"model": "tiny-ce", "query": "q", "documents": ["a"]}, "message", 429)]
+
+
+def test_a_full_queue_is_refused_with_retry_after_on_every_entry_point(tiny_bert_path, tiny_cross_encoder_path):
+    """Admission holds on every protocol's routes, classification and training too: while the model's queue
+    is full, each answers its protocol's busy status with `Retry-After`, in its own error shape, at once."""
+    from jinaserve.models.base import WorkItem
+
+    with server_in_thread(models=[f"tiny={tiny_bert_path}", f"tiny-ce={tiny_cross_encoder_path}"],
+                          max_queue_items=8) as srv:
+        services = srv.app.state.registry.services
+        # other clients' work, held in the queue (the engine's own admission, as a long request would hold it)
+        held = {name: services[name].admission.admit([WorkItem(None, 4)] * 8, timed=False) for name in services}
+        try:
+            for path, body, key, status in BUSY:
+                r = httpx.post(srv.url + path, json=body, timeout=30)
+                assert r.status_code == status, (path, body, r.status_code, r.text)
+                assert int(r.headers["retry-after"]) >= 1, (path, r.headers)
+                assert isinstance(r.json()[key], str) and "max_queue_items" in r.json()[key], (path, r.text)
+        finally:
+            for name, reserved in held.items():
+                services[name].admission.release(*reserved)
+        for path, body, _, _ in BUSY:  # and served once the queue has room
+            assert httpx.post(srv.url + path, json=body, timeout=60).status_code == 200, path

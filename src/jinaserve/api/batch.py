@@ -18,7 +18,7 @@ from fastapi import APIRouter, Depends, FastAPI, Query, Request
 from starlette.responses import FileResponse, Response
 
 from ..batch.manager import BatchManager
-from ..errors import ConflictError, FieldError, ResourceNotFoundError, ValidationFailedError
+from ..errors import ConflictError, FieldError, InvalidInputError, ResourceNotFoundError, ValidationFailedError
 from ..netguard import check_url
 from ..store.jobs import FINAL_STATUSES, Job
 from . import openai_batch
@@ -69,6 +69,10 @@ async def create_batch(request: Request, body: BatchEmbeddingRequest) -> Respons
         raise ValidationFailedError([FieldError("body -> input", "List should have at least 1 item", "too_short",
                                                 [])])
     service = request.app.state.registry.get(body.model, "embedding")
+    if service.kind != "embedding":  # refused now, not on every line of the job
+        raise InvalidInputError(f"Model {service.id!r} is a reranker; a batch embedding job needs an embedding "
+                                "model. To rerank in bulk, create an OpenAI batch (POST /v1/batches) of "
+                                "/v1/rerank lines.")
     defaults = body.line_defaults()
     options = _options_of(defaults, service)
     service.family.check_embed_options(options)  # a bad task or dimensions fails now, not on every line

@@ -110,6 +110,7 @@ async def train(request: Request, body: TrainRequest) -> Response:
 @router.get("/v1/classifiers", summary="List the caller's trained classifiers")
 @router.post("/v1/classifiers", include_in_schema=False)
 async def list_classifiers(request: Request) -> Response:
+    """List the caller's trained classifiers."""
     records = await classify_engine(request).list_classifiers(owner_of(request))
     return JSONBytes(dumps([_summary(r) for r in records]))
 

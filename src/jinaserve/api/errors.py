@@ -48,13 +48,14 @@ def error_response(status: int, message: str, *, code: str | None = None, error_
     return Response(dumps_error(body), status_code=status, media_type="application/json", headers=headers)
 
 
-def dumps_error(body: Any) -> bytes:
+def dumps_error(body: Any, option: int = 0) -> bytes:
     """orjson, or — for what orjson refuses (integers beyond 64 bits, lone surrogates, echoed from the
-    request in validation errors) — the same body with those values made safe. Never raises."""
+    request in validation errors) — the same body with those values made safe. Never raises. Batch jobs
+    write their output lines with it too (`option`: orjson options, e.g. numpy arrays, a newline)."""
     try:
-        return orjson.dumps(body, default=str)
+        return orjson.dumps(body, default=str, option=option)
     except orjson.JSONEncodeError:
-        return orjson.dumps(_json_safe(body), default=str)
+        return orjson.dumps(_json_safe(body), default=str, option=option)
 
 
 def _json_safe(value: Any) -> Any:
@@ -72,6 +73,8 @@ def _json_safe(value: Any) -> Any:
         return {_json_safe(str(k)): _json_safe(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
         return [_json_safe(v) for v in value]
+    if hasattr(value, "__array__") and hasattr(value, "dtype"):  # numpy vectors: orjson writes them (option)
+        return value
     return _json_safe(str(value))
 
 

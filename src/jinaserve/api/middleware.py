@@ -22,8 +22,8 @@ from .errors import error_response
 access_log = logging.getLogger("jinaserve.access")
 log = logging.getLogger("jinaserve.middleware")
 
-_OBSERVED_PATHS = {"/v1/embeddings", "/embeddings", "/v1/rerank", "/rerank", "/v1/multi-vector", "/v1/classify",
-                   "/v1/train",
+_OBSERVED_PATHS = {"/v1/embeddings", "/embeddings", "/v1/rerank", "/rerank", "/v1/multi-vector", "/multi-vector",
+                   "/v1/classify", "/v1/train",
                    # other protocols (api/protocols/): Cohere, TEI, Ollama
                    "/v1/embed", "/v2/embed", "/v2/rerank", "/embed", "/embed_all", "/", "/api/embed",
                    "/api/embeddings"}
@@ -57,10 +57,11 @@ class RequestContextMiddleware:
         status_holder = {"status": 500}
         limit = self.max_body_bytes
 
-        if scope.get("method") == "POST" and _observed(scope.get("path", "")):
+        if scope.get("method") == "POST":
             ctype = headers.get("content-type", "")
-            if "json" not in ctype:
-                # Bodies are always JSON here; accept clients (curl -d) that label them otherwise.
+            if "json" not in ctype and not ctype.startswith("multipart/"):
+                # Every POST body is JSON but uploads (multipart, /v1/files); accept clients (curl -d) that label
+                # them otherwise, on every route.
                 scope["headers"] = [(k, v) for k, v in scope.get("headers", []) if k.lower() != b"content-type"]
                 scope["headers"].append((b"content-type", b"application/json"))
         declared = headers.get("content-length")

@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,25 @@ from .readers import iter_lines
 MAX_REPORTED_ERRORS = 100
 
 
+def load_line(raw: bytes | str) -> Any:
+    """One JSON line, as the online endpoints read a body (Python's json): orjson first (fast), then json for
+    what orjson refuses but JSON allows, e.g. a lone-surrogate escape "\\ud800" — so such a line runs and fails
+    alone with the online endpoint's error instead of being taken for something else. ValueError if not JSON."""
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return json.loads(raw)
+
+
+def dump_line(obj: Any) -> bytes:
+    """One stored input line, losslessly: what orjson refuses (lone surrogates, integers beyond 64 bits, as a
+    client may send them inline) is written as JSON escapes, which `load_line` reads back unchanged."""
+    try:
+        return orjson.dumps(obj)
+    except orjson.JSONEncodeError:
+        return json.dumps(obj, ensure_ascii=True).encode()
+
+
 def _jina_line(index: int, item: Any) -> dict[str, Any]:
     if isinstance(item, dict) and isinstance(item.get("body"), dict):
         return {"custom_id": str(item.get("custom_id", index)), "body": item["body"]}
@@ -31,7 +51,7 @@ def write_jina_lines(items: Iterable[Any], dest: Path) -> int:
     n = 0
     with open(dest, "wb") as f:
         for n, item in enumerate(items, start=1):
-            f.write(orjson.dumps(_jina_line(n - 1, item)) + b"\n")
+            f.write(dump_line(_jina_line(n - 1, item)) + b"\n")
     return n
 
 
@@ -44,8 +64,12 @@ def normalise_jina_file(src: Path, dest: Path, max_lines: int) -> int:
                 raise ValidationFailedError([FieldError("body -> input_url", f"the file has more than {max_lines} "
                                                         f"lines (batch_max_lines)", "too_long", None)])
             try:
-                yield orjson.loads(raw)
-            except orjson.JSONDecodeError:
+                value = load_line(raw)
+            except ValueError:
+                value = None
+            if isinstance(value, dict | list | str):
+                yield value
+            else:  # not JSON, or a bare number / true / false / null: a line of a plain-text file
                 yield raw.decode("utf-8", errors="replace").rstrip("\r\n")
 
     return write_jina_lines(items(), dest)
@@ -68,8 +92,8 @@ def validate_openai_file(path: Path, endpoint: str, max_lines: int) -> tuple[int
             bad(line, "too_many_requests", f"The file has more than {max_lines} requests (batch_max_lines).")
             break
         try:
-            obj = orjson.loads(raw)
-        except orjson.JSONDecodeError:
+            obj = load_line(raw)
+        except ValueError:
             bad(line, "invalid_json_line", "This line is not valid JSON.")
             continue
         if not isinstance(obj, dict):

@@ -12,7 +12,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-import orjson
 from pydantic import ValidationError
 
 from ..api.errors import exception_body, validation_errors
@@ -24,6 +23,7 @@ from ..engine.registry import ModelRegistry
 from ..errors import FieldError, InvalidInputError, JinaServeError, ValidationFailedError
 from ..jobs import RerankJob
 from ..store.jobs import Job
+from .inputs import load_line
 from .runner import Unit, UnitResult
 
 
@@ -38,8 +38,8 @@ class LineFacts:
 def read_line(job: Job, line_no: int, raw: bytes) -> LineFacts:
     """Parse one JSONL line of `job`'s input (already validated for OpenAI files; normalised for Jina)."""
     try:
-        obj = orjson.loads(raw)
-    except orjson.JSONDecodeError:
+        obj = load_line(raw)
+    except ValueError:
         raise InvalidInputError(f"Line {line_no + 1} is not valid JSON") from None
     if not isinstance(obj, dict):
         raise InvalidInputError(f"Line {line_no + 1} must be a JSON object")
@@ -98,7 +98,8 @@ class LineRunner:
             return (lambda: service.start_rerank(rjob)), render_rerank
         req = validated(EmbeddingsRequest, body)
         service = self.registry.get(req.model, "embedding")
-        inputs = parse_inputs(req.input, max_inputs=s.max_inputs_per_request, max_chars=s.max_input_chars)
+        inputs = parse_inputs(req.input, max_inputs=s.max_inputs_per_request, max_chars=s.max_input_chars,
+                              allow_token_ids=s.allow_token_ids)
         options = req.to_options(service.spec.task_names)
         if options.return_multivector and options.dimensions is not None:
             raise ValidationFailedError([FieldError("body -> dimensions", "dimensions cannot be combined with "

@@ -84,6 +84,14 @@ class JobLocked(InvalidInputError):
     pass
 
 
+def check_one_vector(model: str, family: Any) -> None:
+    """The output holds one vector per row: refuse, before any work, a model that returns one per token."""
+    if getattr(family, "multi_vector_only", False):
+        raise InvalidInputError(f"Model {model!r} returns one vector per token (multi-vector), and `jinaserve batch "
+                                "run` writes one vector per row; run it as a server batch job instead (POST "
+                                "/v1/batch/embeddings: each output line carries the per-token vectors).")
+
+
 def errors_path_of(out: Path) -> Path:
     return out.with_name(out.name + ".errors.jsonl")
 
@@ -115,6 +123,7 @@ def run_local(store: JobStore, spec: LocalJobSpec, service: Any, *,
               on_progress: Callable[[int], None] | None = None) -> RunSummary:
     """Run (or resume) the job for `spec` on `service` (a loaded `ModelService`)."""
     started = time.perf_counter()
+    check_one_vector(service.id, service.family)
     job, lock = open_job(store, spec)
     try:
         if job.status == COMPLETED:

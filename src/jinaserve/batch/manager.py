@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from ..api.errors import dumps_error
 from ..api.protocols.batch import jina_status
 from ..config import Settings
 from ..engine.registry import ModelRegistry
@@ -277,11 +278,9 @@ class BatchManager:
             return 0
         lines = LineRunner(job, self.registry, self.settings)
         n = 0
-        import orjson
-
         with open(path, "ab") as f:
             for line_no, raw, _ in iter_lines(source.path, job.input_offset, job.next_line):
-                f.write(orjson.dumps(lines.not_run(line_no, raw, "batch_expired", EXPIRED_MESSAGE)) + b"\n")
+                f.write(dumps_error(lines.not_run(line_no, raw, "batch_expired", EXPIRED_MESSAGE)) + b"\n")
                 n += 1
         return n
 

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import InvalidInputError
-from .local import CHUNK_ROWS, LocalJobSpec, RunSummary, errors_path_of
+from .local import CHUNK_ROWS, LocalJobSpec, RunSummary, check_one_vector, errors_path_of
 from .sinks import StagedVectorSink, finalize
 
 
@@ -30,6 +30,7 @@ class EmbedActor:
 
         self.spec = LocalJobSpec(**spec)
         self.embedder = Embedder(self.spec.model, **embedder_kw)
+        check_one_vector(self.spec.model, self.embedder)
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         s = self.spec

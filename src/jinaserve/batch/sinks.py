@@ -20,6 +20,8 @@ from typing import Any
 import numpy as np
 import orjson
 
+from ..api.errors import dumps_error
+
 _OPTS = orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_APPEND_NEWLINE
 
 
@@ -37,7 +39,7 @@ class JsonlSink:
 
     def write(self, records: list[tuple[str, Any]]) -> None:
         for name, obj in records:
-            self._files[name].write(orjson.dumps(obj, option=_OPTS))
+            self._files[name].write(dumps_error(obj, option=_OPTS))  # a client's odd custom_id written safely
 
     def flush(self) -> dict[str, Any]:
         for f in self._files.values():

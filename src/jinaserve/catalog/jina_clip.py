@@ -7,7 +7,7 @@ v2). The loader reads the sizes from the weights; these defaults supply the rest
 
 from __future__ import annotations
 
-from .spec import ModelSpec, TaskSpec
+from .spec import Detect, ModelSpec, TaskSpec
 
 CLIP_V2_QUERY_PREFIX = "Represent the query for retrieving evidence documents: "
 
@@ -34,10 +34,12 @@ ROWS: list[ModelSpec] = [
                               "type_vocab_size": 1, "pad_token_id": 1, "bos_token_id": 0, "eos_token_id": 2,
                               "position_embedding_type": "rotary", "rotary_emb_base": 20000.0},
             "text_head_dim": 64,
-            "detect_architectures": ("JinaCLIPModel",),
-            "detect_config": {"text_config.hf_model_name_or_path": ["jinaai/jina-embeddings-v3",
-                                                                    "jinaai/xlm-roberta-flash-implementation"]},
         },
+        # the text tower's repo, named in config.json, tells v2 from v1 (both are JinaCLIPModel)
+        detect=(Detect(architectures=("JinaCLIPModel",),
+                       config={"text_config.hf_model_name_or_path": ("jinaai/jina-embeddings-v3",
+                                                                     "jinaai/xlm-roberta-flash-implementation")},
+                       layout="JinaCLIPModel: jina-embeddings-v3 text tower + EVA02 vision tower"),),
     ),
     ModelSpec(
         id="jina-clip-v1",
@@ -58,9 +60,10 @@ ROWS: list[ModelSpec] = [
                               "position_embedding_type": "alibi", "pad_token_id": 0},
             "text_head_dim": 64,
             "ignore_dimensions": True,  # the hosted ClipV1 schema has no `dimensions`
-            "detect_architectures": ("JinaCLIPModel",),
-            "detect_config": {"text_config.hf_model_name_or_path": ["jinaai/jina-bert-flash-implementation",
-                                                                    "jinaai/jina-bert-implementation"]},
         },
+        detect=(Detect(architectures=("JinaCLIPModel",),
+                       config={"text_config.hf_model_name_or_path": ("jinaai/jina-bert-flash-implementation",
+                                                                     "jinaai/jina-bert-implementation")},
+                       layout="JinaCLIPModel: JinaBERT text tower + EVA02 vision tower"),),
     ),
 ]

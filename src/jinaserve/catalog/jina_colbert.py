@@ -8,7 +8,7 @@ retrieval.query / retrieval.passage (default: document, as hosted).
 
 from __future__ import annotations
 
-from .spec import ModelSpec, TaskSpec
+from .spec import Detect, ModelSpec, TaskSpec
 
 COLBERT_TASKS = (
     TaskSpec("retrieval.query", None, "", "queries: query marker, padded to the query length with [MASK]"),
@@ -34,14 +34,15 @@ ROWS: list[ModelSpec] = [
         options=frozenset({"return_multivector"}),
         extra={
             "backbone": "xlm-roberta",
+            "dims_tensor": "linear.weight",  # its rows are the vector size (not the backbone's hidden size)
             "query_marker": "[QueryMarker]",
             "document_marker": "[DocumentMarker]",
             "query_length": 32,
             "attend_to_query_expansion": True,
             "allowed_dimensions": (64, 96, 128),
-            "detect_architectures": ("HF_ColBERT",),
-            "detect_config": {"model_type": ["xlm-roberta"]},
         },
+        detect=(Detect(architectures=("HF_ColBERT",), model_type=("xlm-roberta",),
+                       layout="HF_ColBERT: XLM-RoBERTa + linear projection"),),
     ),
     ModelSpec(
         id="jina-colbert-v1-en",
@@ -60,13 +61,14 @@ ROWS: list[ModelSpec] = [
         options=frozenset({"return_multivector"}),
         extra={
             "backbone": "jinabert",
+            "dims_tensor": "linear.weight",
             "query_marker": "[unused0]",
             "document_marker": "[unused1]",
             "query_length": 32,
             "attend_to_query_expansion": False,
             "ignore_dimensions": True,  # the hosted ColbertV1 schema has no `dimensions`
-            "detect_architectures": ("HF_ColBERT",),
-            "detect_config": {"model_type": ["bert"]},
         },
+        detect=(Detect(architectures=("HF_ColBERT",), model_type=("bert",),
+                       layout="HF_ColBERT: JinaBERT + linear projection"),),
     ),
 ]

@@ -6,7 +6,7 @@ score = sigmoid(logit), a probability in (0, 1). Documents longer than the conte
 
 from __future__ import annotations
 
-from .spec import ModelSpec
+from .spec import Detect, ModelSpec
 
 _V1 = {
     "base-en": ("137M", "JinaBERT-base (12 layers) cross-encoder, English, 8k context"),
@@ -26,9 +26,11 @@ ROWS: list[ModelSpec] = [
         params=params,
         fp32_only=True,  # ALiBi
         description=f"{desc}; score = sigmoid(logit) (0..1).",
-        extra={"max_query_tokens": 512,
-               # an unnamed folder of any of the three sizes is served with the base row's facts (same family)
-               **({"detect_architectures": ("JinaBertForSequenceClassification",)} if size == "base-en" else {})},
+        extra={"max_query_tokens": 512},
+        # the three sizes have the same files: a name (HF cache path, model card title, NAME=) picks the size,
+        # an unnamed folder is served with the base row's facts (same family, `priority`)
+        detect=(Detect(architectures=("JinaBertForSequenceClassification",), priority=1 if size == "base-en" else 0,
+                       layout="JinaBertForSequenceClassification (JinaBERT cross-encoder)"),),
     )
     for size, (params, desc) in _V1.items()
 ]

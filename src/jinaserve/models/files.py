@@ -14,6 +14,7 @@ import struct
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from ..catalog import ModelSpec
 from .detect import FolderFacts
@@ -41,9 +42,11 @@ def select_download(names: Iterable[str], spec: ModelSpec | None = None) -> list
     return sorted(n for n in chosen if not (n.endswith(".bin") and n.rpartition("/")[0] in has_st))
 
 
-# Download globs a family reads beyond DOWNLOAD_INCLUDE (none today: adapters, projectors and image
-# processor configs are .json / .safetensors files already). A new family adds its globs here.
-FAMILY_DOWNLOAD: dict[str, tuple[str, ...]] = {}
+# Download globs a family reads beyond DOWNLOAD_INCLUDE (adapters, projectors and image processor configs are
+# .json / .safetensors files already). A new family adds its globs here.
+FAMILY_DOWNLOAD: dict[str, tuple[str, ...]] = {
+    "jina_colbert": ("artifact.metadata",),  # Stanford ColBERT's settings: markers, query length, attention
+}
 
 
 # --------------------------------------------------------------------------- required files (inspect)
@@ -124,6 +127,14 @@ FAMILY_NEEDS: dict[str, Callable[[ModelSpec, FolderFacts], list[Requirement]]] =
         Requirement("score head", tensors=("score.0.weight", "score.2.weight")),
         Requirement("image processor config (images use defaults without it)", ("preprocessor_config.json",),
                     warn_only=True)],
+    "jina_clip": lambda spec, facts: [
+        Requirement("image processor config (images use defaults without it)", ("preprocessor_config.json",),
+                    warn_only=True)],
+    "jina_colbert": lambda spec, facts: [
+        Requirement("ColBERT projection (linear.weight)", tensors=("linear.weight",)),
+        Requirement("ColBERT settings artifact.metadata (the row's defaults are used without it)",
+                    ("artifact.metadata",), warn_only=True)],
+    "jina_reranker_v1": lambda spec, facts: [Requirement("classifier head", tensors=("classifier.weight",))],
 }
 
 
@@ -150,17 +161,31 @@ def missing(spec: ModelSpec, facts: FolderFacts) -> tuple[list[str], list[str]]:
 
 
 # --------------------------------------------------------------------------- safetensors headers
-def safetensors_keys(path: Path) -> set[str]:
-    """Tensor names in a .safetensors file, from its JSON header (no tensor is read)."""
+def _safetensors_header(path: Path) -> dict[str, Any]:
+    """The JSON header of a .safetensors file (tensor name → dtype, shape, offsets); {} if unreadable."""
     try:
         with path.open("rb") as fh:
             (n,) = struct.unpack("<Q", fh.read(8))
             if n > 100_000_000:
-                return set()
+                return {}
             header = json.loads(fh.read(n))
     except (OSError, ValueError, struct.error):
-        return set()
-    return {k for k in header if k != "__metadata__"}
+        return {}
+    return header if isinstance(header, dict) else {}
+
+
+def safetensors_keys(path: Path) -> set[str]:
+    """Tensor names in a .safetensors file, from its JSON header (no tensor is read)."""
+    return {k for k in _safetensors_header(path) if k != "__metadata__"}
+
+
+def tensor_shape(folder: Path, name: str) -> tuple[int, ...] | None:
+    """The shape of tensor `name` in the folder's .safetensors files (headers only), None if not found."""
+    for f in sorted(folder.glob("*.safetensors")):
+        entry = _safetensors_header(f).get(name)
+        if isinstance(entry, dict) and isinstance(entry.get("shape"), list):
+            return tuple(int(d) for d in entry["shape"])
+    return None
 
 
 def weight_keys(folder: Path) -> set[str]:

@@ -185,6 +185,7 @@ async def _embed(request: Request, body: EmbedV1Request) -> tuple[EmbedResult, l
 
 @router.post("/v2/embed")
 async def embed_v2(request: Request, body: EmbedV2Request) -> Response:
+    """Cohere v2 embed: texts, images or inputs; every embedding_types encoding."""
     result, texts, billed = await _embed(request, body)
     return JSONBytes(dumps({"id": request_id_var.get(), "embeddings": _by_type(result, body.embedding_types or
                                                                                 ["float"]),
@@ -193,6 +194,7 @@ async def embed_v2(request: Request, body: EmbedV2Request) -> Response:
 
 @router.post("/v1/embed")
 async def embed_v1(request: Request, body: EmbedV1Request) -> Response:
+    """Cohere v1 embed."""
     result, texts, billed = await _embed(request, body)
     if body.embedding_types:
         return JSONBytes(dumps({"response_type": "embeddings_by_type", "id": request_id_var.get(),
@@ -209,6 +211,7 @@ def _search_units(n_docs: int) -> int:
 
 @router.post("/v2/rerank")
 async def rerank_v2(request: Request, body: RerankV2Request) -> Response:
+    """Cohere v2 rerank."""
     service = common.service_for(request, body.model, "rerank")
     if not body.documents:
         raise ProtocolError("invalid", "list of documents must not be empty")

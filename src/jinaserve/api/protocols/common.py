@@ -95,8 +95,10 @@ async def embed(request: Request, service: ModelService, inputs: list[EmbedInput
                 options: EmbedOptions) -> EmbedResult:
     if not options.return_multivector and service.family.multi_vector_only:
         # these protocols carry one vector per input (a multi-vector model answers on /v1/embeddings)
-        raise ProtocolError("capability", f"Model {service.id!r} returns several vectors per input; use "
-                            "/v1/embeddings (or TEI /embed_all) for it")
+        raise ProtocolError("capability", f"Model {service.id!r} returns several vectors per input (one per "
+                            "token), which this protocol cannot carry; ask for them with a Jina request: POST "
+                            "/v1/multi-vector, or /v1/embeddings without Voyage's output_dtype (TEI clients: "
+                            "/embed_all)")
     result = await service.embed(inputs, options)
     request.state.inputs = len(inputs)
     request.state.tokens = result.total_tokens

@@ -107,6 +107,7 @@ def _texts(raw: Any) -> list[str]:
 
 @router.post("/api/embed")
 async def embed(request: Request, body: EmbedRequest) -> Response:
+    """Ollama embed: one normalised vector per input (name:task picks a task)."""
     started = time.perf_counter_ns()
     service, task = resolve(request, body.model)
     texts = _texts(body.input)
@@ -151,6 +152,7 @@ def _embedders(request: Request) -> list[ModelService]:
 
 @router.api_route("/api/tags", methods=["GET", "HEAD"])
 async def tags(request: Request) -> Response:
+    """Ollama: the served models, as name:latest and name:task."""
     models = [{"name": name, "model": name, "modified_at": _STARTED, "details": _details(s)}
               for s in _embedders(request) for name in _names(s)]
     return JSONBytes(dumps({"models": models}))
@@ -158,6 +160,7 @@ async def tags(request: Request) -> Response:
 
 @router.get("/api/ps")
 async def ps(request: Request) -> Response:
+    """Ollama: the loaded models."""
     models = [{"name": f"{s.id}:{DEFAULT_TAG}", "model": f"{s.id}:{DEFAULT_TAG}", "details": _details(s),
                "context_length": s.spec.max_tokens} for s in _embedders(request)]
     return JSONBytes(dumps({"models": models}))
@@ -165,6 +168,7 @@ async def ps(request: Request) -> Response:
 
 @router.post("/api/show")
 async def show(request: Request, body: ShowRequest) -> Response:
+    """Ollama: one model's details."""
     service, task = resolve(request, body.model or body.name, embedding=False)
     spec = service.spec
     arch = spec.family
@@ -179,4 +183,5 @@ async def show(request: Request, body: ShowRequest) -> Response:
 
 @router.api_route("/api/version", methods=["GET", "HEAD"])
 async def version() -> Response:
+    """Ollama: the API version spoken here."""
     return JSONBytes(dumps({"version": OLLAMA_API_VERSION, "jinaserve": __version__}))

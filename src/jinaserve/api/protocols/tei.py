@@ -137,6 +137,11 @@ def _inputs(raw: Any, request: Request) -> list[EmbedInput]:
     common.text_inputs(texts, request, "inputs")  # length limits
     if any(isinstance(x, list) and not x for x in items):
         raise ProtocolError("validation", "a token-id input cannot be empty")
+    if not common.settings_of(request).allow_token_ids and any(isinstance(x, list) for x in items):
+        i = next(i for i, x in enumerate(items) if isinstance(x, list))
+        raise ProtocolError("validation", f"`inputs` item {i} is an array of token ids, but this server takes text "
+                            "(ids from another tokenizer would give wrong vectors): send the text. An operator can "
+                            "accept ids of the served model's own vocabulary with the allow_token_ids setting.")
     return [EmbedInput(text=x) if isinstance(x, str) else EmbedInput(token_ids=list(x)) for x in items]
 
 
@@ -150,6 +155,7 @@ def _embed_options(body: _TeiBody, service: ModelService, **kw: Any) -> EmbedOpt
 @router.post("/tei/{model:path}/embed")
 @router.post("/embed")
 async def embed(request: Request, body: EmbedRequest, model: str | None = None) -> Response:
+    """TEI embed: one vector per input (first embedding model, ?model=, or /tei/{model})."""
     return await _embed(request, body, model)
 
 
@@ -166,6 +172,7 @@ async def _embed(request: Request, body: EmbedRequest, model: str | None) -> Res
 @router.post("/tei/{model:path}/embed_all")
 @router.post("/embed_all")
 async def embed_all(request: Request, body: EmbedAllRequest, model: str | None = None) -> Response:
+    """TEI embed_all: per-token vectors (multi-vector models)."""
     service = _service(request, model, "embedding")
     if "return_multivector" not in service.spec.options:
         raise ProtocolError("capability", f"Model `{service.id}` does not return per-token embeddings; "
@@ -200,12 +207,14 @@ async def rerank(request: Request, raw: dict[str, Any], model: str | None = None
 
 @router.post("/tei/{model:path}/rerank")
 async def rerank_prefixed(request: Request, model: str) -> Response:
+    """TEI rerank (query + texts) on the model the prefix names."""
     return await rerank(request, await common.json_body(request), model)
 
 
 @router.post("/tei/{model:path}/tokenize")
 @router.post("/tokenize")
 async def tokenize(request: Request, body: TokenizeRequest, model: str | None = None) -> Response:
+    """TEI tokenize: tokens with UTF-8 byte offsets, prompt included."""
     service = _service(request, model, "any")
     tokenizer = getattr(service.family, "tokenizer", None)
     if tokenizer is None or not getattr(tokenizer, "is_fast", False):
@@ -256,6 +265,7 @@ def _tokens(plain: Any, text: str, add_special_tokens: bool) -> list[dict[str, A
 @router.get("/tei/{model:path}/info")
 @router.get("/info")
 async def info(request: Request, model: str | None = None) -> Response:
+    """TEI info: the model's id, type, limits and version."""
     service = _service(request, model, "any")
     settings = common.settings_of(request)
     spec = service.spec
