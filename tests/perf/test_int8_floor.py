@@ -67,7 +67,9 @@ def test_the_graph_is_int8_with_ffn_down_projections_in_float(int8_minilm):
     assert backbone.runtime == "onnxruntime-int8"
     graph = onnx.load(str(backbone.path), load_external_data=False).graph
     ops = [n.op_type for n in graph.node]
-    assert ops.count("MatMulInteger") + ops.count("DynamicQuantizeMatMul") >= 6 * 4  # q, k, v, o (+ up) per layer
+    # BERT gets ONNX Runtime's fusions: q, k and v in one int8 QAttention per layer; o and up as int8 MatMuls
+    assert ops.count("QAttention") == 6
+    assert ops.count("MatMulInteger") + ops.count("DynamicQuantizeMatMul") == 6 * 2
     float_down = [n.name for n in graph.node if n.op_type == "MatMul" and "/output/dense/" in n.name
                   and "attention" not in n.name]
     assert len(float_down) == 6  # one FFN down-projection per layer stays float
@@ -104,3 +106,58 @@ def test_int8_is_refused_for_gguf_files_with_a_pointer_to_quant(tmp_path):
     gguf.write_bytes(b"GGUF")  # refused before the file is read
     with pytest.raises(ModelLoadError, match="--quant"):
         load_service(f"m={gguf}", Settings(quantize="int8", offline=True))
+
+
+def _tiny_bert():
+    import torch
+    from transformers import BertConfig, BertModel
+
+    torch.manual_seed(0)
+    return BertModel(BertConfig(vocab_size=500, hidden_size=64, num_hidden_layers=2, num_attention_heads=4,
+                                intermediate_size=128), add_pooling_layer=False).eval()
+
+
+def _run_against_torch(model, path):
+    """Cosine of each real token's hidden state: the ONNX graph at `path` against the torch model (padded batch)."""
+    import onnxruntime
+    import torch
+
+    rng = np.random.default_rng(0)
+    ids = rng.integers(5, 490, (3, 24)).astype(np.int64)
+    mask = np.ones_like(ids)
+    mask[1, 10:] = 0
+    mask[2, 3:] = 0
+    (got,) = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(
+        ["hidden"], {"input_ids": ids, "attention_mask": mask})
+    with torch.inference_mode():
+        want = model(input_ids=torch.tensor(ids), attention_mask=torch.tensor(mask)).last_hidden_state.numpy()
+    real = mask.astype(bool)
+    cos = (got * want).sum(-1) / np.linalg.norm(got, axis=-1) / np.linalg.norm(want, axis=-1)
+    return cos[real]
+
+
+@pytest.mark.parametrize("tolerance", [1e-3, -1.0], ids=["fused", "fusion-refused"])
+def test_fused_graph_is_kept_only_when_it_equals_the_model(tolerance, tmp_path, monkeypatch, caplog):
+    """The fusions are checked against the model on a padded sample; a graph that differs (forced here with a
+    negative tolerance) is dropped for the unfused export, which is still correct."""
+    import logging
+
+    import onnx
+
+    from jinaserve.runtimes import int8_runtime
+
+    model = _tiny_bert()
+    attention = model.config._attn_implementation
+    monkeypatch.setattr(int8_runtime, "FUSION_TOLERANCE", tolerance)
+    with caplog.at_level(logging.INFO, logger="jinaserve.runtime.int8"):
+        path = int8_runtime.export_int8(model, tmp_path / "g" / "model.onnx")
+    ops = [n.op_type for n in onnx.load(str(path), load_external_data=False).graph.node]
+    if tolerance > 0:
+        assert "QAttention" in ops and "int8: fused" in caplog.text
+    else:
+        assert "QAttention" not in ops and "Attention" not in ops
+        assert "fusions skipped" in caplog.text
+    cos = _run_against_torch(model, path)
+    assert float(cos.min()) > 0.98, cos.min()  # int8 of a random tiny BERT, real tokens only
+    assert not model.training  # the export leaves the model as it found it (eval mode, its own attention)
+    assert model.config._attn_implementation == attention

@@ -7,21 +7,28 @@ with the FFN down-projections left in float; ONNX Runtime's dynamic int8 (per-ch
 uint8 activations) keeps ~0.99, at the same or better speed.
 
 How: the loaded torch backbone is exported once to ONNX (`torch.onnx.export`, TorchScript exporter, dynamic
-batch and sequence axes), quantised with `onnxruntime.quantization.quantize_dynamic` (int8 per-channel
-weights), and cached (`<cache>/int8/<key>.onnx`, key = the checkpoint's files and sizes); later loads reuse
-the file. The FFN down-projections (the Linear after the MLP's activation: `output.dense` of BERT-style
+batch and sequence axes) with transformers' *eager* attention (the SDPA path traces into a graph that ONNX
+Runtime runs ~2.4x slower on 254-token batches: measured on MiniLM, figures in docs/performance.md); encoders
+of the BERT line (BERT, RoBERTa, XLM-R, ...) then get ONNX Runtime's transformer fusions
+(`onnxruntime.transformers.optimizer`: Attention, EmbedLayerNormalization, SkipLayerNormalization, BiasGelu),
+kept only when the fused graph equals the module's output on a padded sample; the graph is quantised with
+`onnxruntime.quantization.quantize_dynamic` (int8 per-channel weights) and cached
+(`<cache>/int8/<key>/model.onnx`, key = the checkpoint's files and sizes and the graph recipe); later loads
+reuse the file. The FFN down-projections (the Linear after the MLP's activation: `output.dense` of BERT-style
 layers, `down_proj`, `fc2`, `wo`) stay in float: their inputs carry the outlier activations that dominate
 int8 error (measured on MiniLM: quantising them alone drops the mean cosine from 0.99 to 0.93).
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import os
 import re
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +38,13 @@ from ..errors import ModelLoadError
 from .backbone import Backbone
 
 log = logging.getLogger("jinaserve.runtime.int8")
+
+# Bumped when the exported graph changes, so a cached graph from an older recipe is rebuilt.
+GRAPH_RECIPE = "eager-fused-1"
+# model_type values whose encoder layers ONNX Runtime's "bert" optimizer fuses (checked per graph, see _fuse).
+FUSABLE_MODEL_TYPES = frozenset({"bert", "roberta", "xlm-roberta", "camembert", "electra"})
+# The fused float graph must equal the module on the sample up to this share of the output's largest value.
+FUSION_TOLERANCE = 1e-3
 
 # Torch module-name endings of FFN down-projections, kept in float (see the module docstring).
 FLOAT_LINEARS = re.compile(r"(^|\.)(?<!attention\.)output\.dense$|(^|\.)(down_proj|fc2|wo|dense_4h_to_h)$")
@@ -83,9 +97,84 @@ class _HiddenStates:
         return Wrapper()
 
 
+@contextlib.contextmanager
+def _eager_attention(module: Any) -> Iterator[None]:
+    """Run the block with transformers' eager attention (a plain MatMul/Softmax graph), then restore."""
+    config = getattr(module, "config", None)
+    before = getattr(config, "_attn_implementation", None)
+    setter = getattr(module, "set_attn_implementation", None)
+    if before in (None, "eager") or setter is None:
+        yield
+        return
+    try:
+        setter("eager")
+    except (ValueError, TypeError, AttributeError) as exc:  # a model that can't switch exports as it is
+        log.info("int8 export keeps %s attention (%s)", before, exc)
+        yield
+        return
+    try:
+        yield
+    finally:
+        setter(before)
+
+
+def _sample(module: Any) -> tuple[Any, Any]:
+    """A padded sample batch, so the traced graph keeps the attention-mask path (an all-ones mask lets
+    transformers drop the mask, and the exported graph would then ignore padding)."""
+    import torch
+
+    vocab = int(getattr(getattr(module, "config", None), "vocab_size", 0) or 1000)
+    gen = torch.Generator().manual_seed(0)
+    ids = torch.randint(5, max(6, min(vocab, 30000)), (2, 12), generator=gen)
+    mask = torch.ones_like(ids)
+    mask[1, 7:] = 0
+    return ids, mask
+
+
+def _fuse(fp32: Path, out: Path, module: Any, wrapper: Any, sample: tuple[Any, Any]) -> Path | None:
+    """ONNX Runtime's transformer fusions on the float graph, written to `out`; None (unfused graph kept) where the
+    model type has none, the optimizer fails, or the fused graph's output differs from the module's."""
+    import torch
+
+    config = getattr(module, "config", None)
+    model_type = getattr(config, "model_type", None)
+    if model_type not in FUSABLE_MODEL_TYPES:
+        return None
+    from onnxruntime.transformers.fusion_options import FusionOptions
+    from onnxruntime.transformers.optimizer import optimize_model
+
+    options = FusionOptions("bert")
+    options.use_raw_attention_mask(True)  # the 2-D mask as given: no assumption about the padding side
+    try:
+        fused = optimize_model(str(fp32), model_type="bert", num_heads=int(config.num_attention_heads),
+                               hidden_size=int(config.hidden_size), optimization_options=options)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        fused.save_model_to_file(str(out), use_external_data_format=True)
+        stats = {k: v for k, v in fused.get_fused_operator_statistics().items() if v}
+        ort = require_onnxruntime()
+        session = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
+        ids, mask = sample
+        (got,) = session.run(["hidden"], {"input_ids": ids.numpy(), "attention_mask": mask.numpy()})
+        del session
+        with torch.inference_mode():
+            want = wrapper(ids, mask).float().numpy()
+    except Exception as exc:  # any optimizer failure leaves the unfused graph, which is correct
+        log.warning("int8: ONNX Runtime fusions skipped for %s (%s: %s)", model_type, type(exc).__name__, exc)
+        return None
+    rows = mask.numpy().astype(bool)  # compare real tokens only (padded positions are undefined)
+    err = float(np.abs(got[rows] - want[rows]).max()) / max(float(np.abs(want[rows]).max()), 1e-6)
+    if err > FUSION_TOLERANCE:
+        log.warning("int8: ONNX Runtime fusions skipped for %s: the fused graph differs from the model by %.2g "
+                    "(relative)", model_type, err)
+        return None
+    log.info("int8: fused %s (max relative difference %.1g)", stats, err)
+    return out
+
+
 def export_int8(module: Any, target: Path) -> Path:
     """Export `module` (float32) to ONNX and write its dynamic-int8 version as `target` (a `model.onnx` in its own
     folder, with its external weights file beside it); the folder appears whole or not at all."""
+    import onnx
     import torch
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
@@ -96,31 +185,28 @@ def export_int8(module: Any, target: Path) -> Path:
     with tempfile.TemporaryDirectory(prefix="export-", dir=folder.parent) as tmp:
         fp32 = Path(tmp) / "fp32" / "model.onnx"
         fp32.parent.mkdir()
-        # A sample with padding, so the traced graph keeps the attention-mask path (an all-ones mask lets
-        # transformers drop the mask, and the exported graph would then ignore padding).
-        vocab = int(getattr(getattr(module, "config", None), "vocab_size", 0) or 1000)
-        ids = torch.full((2, 8), min(1000, vocab - 1), dtype=torch.long)
-        mask = torch.ones_like(ids)
-        mask[1, 5:] = 0
+        sample = _sample(module)
         wrapper = _HiddenStates.wrap(module).eval()
-        try:
-            torch.onnx.export(wrapper, (ids, mask), str(fp32), input_names=["input_ids", "attention_mask"],
-                              output_names=["hidden"], opset_version=17, dynamo=False,
-                              dynamic_axes={"input_ids": {0: "batch", 1: "tokens"},
-                                            "attention_mask": {0: "batch", 1: "tokens"},
-                                            "hidden": {0: "batch", 1: "tokens"}})
-        finally:
-            module.train(was_training)  # the exporter leaves the module in training mode (dropout on)
-        import onnx
-
-        graph = onnx.load(str(fp32), load_external_data=False).graph
+        with _eager_attention(module):
+            try:
+                torch.onnx.export(wrapper, sample, str(fp32), input_names=["input_ids", "attention_mask"],
+                                  output_names=["hidden"], opset_version=17, dynamo=False,
+                                  dynamic_axes={"input_ids": {0: "batch", 1: "tokens"},
+                                                "attention_mask": {0: "batch", 1: "tokens"},
+                                                "hidden": {0: "batch", 1: "tokens"}})
+            finally:
+                module.train(was_training)  # the exporter leaves the module in training mode (dropout on)
+        source = _fuse(fp32, Path(tmp) / "fused" / "model.onnx", module, wrapper, sample) or fp32
+        graph = onnx.load(str(source), load_external_data=False).graph
         # ONNX node names are the module scopes joined by "/" (ModuleList items keep "layer.0"): compare with "."
         exclude = [n.name for n in graph.node if n.op_type in ("MatMul", "Gemm")
                    and any(f".{k}." in n.name.replace("/", ".") for k in keep)]
         out = Path(tmp) / "int8"
         out.mkdir()
-        quantize_dynamic(str(fp32), str(out / target.name), weight_type=QuantType.QInt8, per_channel=True,
-                         nodes_to_exclude=exclude, use_external_data_format=True)
+        # Fused ops (com.microsoft domain) have no ONNX shape inference: their outputs are float tensors.
+        quantize_dynamic(str(source), str(out / target.name), weight_type=QuantType.QInt8, per_channel=True,
+                         nodes_to_exclude=exclude, use_external_data_format=True,
+                         extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT})
         try:
             os.replace(out, folder)
         except OSError:  # another process built it first
@@ -173,7 +259,8 @@ def int8_backbone(module: Any, *, folder: Path, cache_dir: str | None, threads: 
     if next(module.parameters()).dtype != torch.float32:
         raise ModelLoadError(f"{name}: --quantize int8 starts from float32 weights; use --dtype float32 (or auto)")
     root = Path(cache_dir) if cache_dir else Path(_user_cache())
-    key = checkpoint_key(folder, f"{type(module).__name__}:{sum(p.numel() for p in module.parameters())}")
+    params = sum(p.numel() for p in module.parameters())
+    key = checkpoint_key(folder, f"{GRAPH_RECIPE}:{type(module).__name__}:{params}")
     target = root / "int8" / key / "model.onnx"
     if not target.is_file():
         started = time.perf_counter()
@@ -191,4 +278,5 @@ def _user_cache() -> str:
     return platformdirs.user_cache_dir("jinaserve")
 
 
-__all__ = ["FLOAT_LINEARS", "OnnxInt8Backbone", "export_int8", "float_linears", "int8_backbone"]
+__all__ = ["FLOAT_LINEARS", "FUSABLE_MODEL_TYPES", "GRAPH_RECIPE", "OnnxInt8Backbone",
+           "export_int8", "float_linears", "int8_backbone"]
