@@ -104,6 +104,10 @@ class Settings(BaseSettings):
     batch_allow_private_urls: bool = Field(
         default=False, description="Batch jobs: allow input_url and webhook_url to resolve to private, "
         "loopback, link-local or reserved addresses (SSRF guard off). Only for trusted networks.")
+    batch_allow_object_store: bool = Field(
+        default=False, description="Batch jobs: allow s3:// and gs:// input_url, read with the server's own cloud "
+        "credentials (needs the s3 or gcs extra). Off by default: any caller who may create a job could read every "
+        "object those credentials can.")
     otel: bool = Field(default=False, description="OpenTelemetry tracing of HTTP requests (needs the otel extra).")
 
     # --- limits ---------------------------------------------------------------------------

@@ -18,6 +18,7 @@ from fastapi import APIRouter, Depends, FastAPI, Query, Request
 from starlette.responses import FileResponse, Response
 
 from ..batch.manager import BatchManager
+from ..batch.object_store import check_object_url, is_object_url
 from ..errors import ConflictError, FieldError, InvalidInputError, ResourceNotFoundError, ValidationFailedError
 from ..netguard import check_url
 from ..store.jobs import FINAL_STATUSES, Job
@@ -78,7 +79,9 @@ async def create_batch(request: Request, body: BatchEmbeddingRequest) -> Respons
     service.family.check_embed_options(options)  # a bad task or dimensions fails now, not on every line
     allow = settings.batch_allow_private_urls
     for name, url in (("input_url", body.input_url), ("webhook_url", body.webhook_url)):
-        if url is not None:
+        if url is not None and name == "input_url" and is_object_url(url):
+            check_object_url(url, what=name, allowed=settings.batch_allow_object_store)
+        elif url is not None:
             await asyncio.to_thread(check_url, url, what=name, allow_private=allow)
     defaults["model"] = service.id
     job = await asyncio.to_thread(manager_of(request).create_jina_job, model=service.id, defaults=defaults,

@@ -38,6 +38,7 @@ from ..store.jobs import (
 )
 from .inputs import normalise_jina_file, validate_openai_file, write_jina_lines
 from .lines import LineRunner
+from .object_store import check_object_url, fetch_object, is_object_url
 from .readers import iter_lines
 from .runner import run_units
 from .sinks import JsonlSink, cut_to
@@ -227,10 +228,16 @@ class BatchManager:
         if job.input_file_id is None:  # a Jina job from input_url: download and normalise it first
             folder = store.job_dir(job.id)
             raw = folder / "download.part"
+            url = job.input_url or ""
             with open(raw, "wb") as f:
-                status = guarded_request("GET", job.input_url or "", what="input_url", sink=f,
-                                         allow_private=self.settings.batch_allow_private_urls,
-                                         max_bytes=self.settings.batch_max_input_bytes)
+                if is_object_url(url):  # checked again: the setting may have changed since the job was created
+                    check_object_url(url, what="input_url", allowed=self.settings.batch_allow_object_store)
+                    fetch_object(url, what="input_url", sink=f, max_bytes=self.settings.batch_max_input_bytes)
+                    status = 200
+                else:
+                    status = guarded_request("GET", url, what="input_url", sink=f,
+                                             allow_private=self.settings.batch_allow_private_urls,
+                                             max_bytes=self.settings.batch_max_input_bytes)
             if status != 200:
                 raise InvalidInputError(f"input_url: fetching the file returned HTTP {status}")
             path = folder / "input.jsonl"

@@ -29,7 +29,8 @@ class BatchEmbeddingRequest(BaseModel):
         default=None, max_length=INLINE_MAX_ITEMS,
         description="Inline lines: {'custom_id', 'body': {'input'}} objects as on the hosted API, or plain "
         "inputs (str, {'text'}, {'image'}) whose custom_id is their index. Up to 10,000.")
-    input_url: str | None = Field(default=None, description="http(s) URL of a JSONL or plain-text file.")
+    input_url: str | None = Field(default=None, description="http(s) URL of a JSONL or plain-text file (s3:// or "
+                                   "gs:// where the server allows object storage).")
     webhook_url: str | None = Field(default=None, description="POSTed the job's status when it finishes.")
     task: str | None = Field(default=None, validation_alias=AliasChoices("task", "task_type"))
     dimensions: int | None = Field(default=None, gt=0)
