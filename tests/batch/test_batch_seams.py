@@ -86,3 +86,38 @@ def test_a_reranker_cannot_run_a_batch_embedding_job(batch_server):
         r = c.post("/v1/batch/embeddings", json={"model": "tiny-ce", "input": ["a", "b"]})
         assert r.status_code == 400, r.text
         assert "reranker" in r.json()["detail"] and "/v1/batches" in r.json()["detail"]
+
+
+def test_image_url_lines_on_an_image_model_equal_online(tiny_clip_v2_path, local_http, tmp_path):
+    """A batch of image lines (URLs, data URIs) on jina-clip: downloaded under the image guard in the job's thread
+    (not the server's async prefetch), and each vector equals the online /v1/embeddings answer."""
+    import base64
+    import io
+
+    from PIL import Image
+
+    from helpers import server_in_thread
+
+    def png(color: tuple[int, int, int]) -> bytes:
+        buf = io.BytesIO()
+        Image.new("RGB", (40, 30), color).save(buf, format="PNG")
+        return buf.getvalue()
+
+    local_http.files["/red.png"] = png((200, 30, 30))
+    data_uri = "data:image/png;base64," + base64.b64encode(png((20, 40, 220))).decode()
+    inputs = [{"image": local_http.url + "/red.png"}, {"image": data_uri}, {"text": "a red square"},
+              {"image": local_http.url + "/missing.png"}]
+    with server_in_thread(models=[f"clip={tiny_clip_v2_path}"], data_dir=str(tmp_path / "data"),
+                          batch_allow_private_urls=True, image_allow_private_urls=True) as srv, srv.client() as c:
+        r = c.post("/v1/batch/embeddings", json={"model": "clip", "input": inputs})
+        assert r.status_code == 200, r.text
+        job = wait_job(c, f"/v1/batch/{r.json()['batch_id']}")
+        assert job["status"] == "completed" and job["stats"]["completed"] == 3, job
+        out, err = _lines(c, job, "output"), _lines(c, job, "errors")
+        for i in range(3):
+            online = c.post("/v1/embeddings", json={"model": "clip", "input": [inputs[i]]})
+            assert online.status_code == 200, online.text
+            np.testing.assert_allclose(out[str(i)]["response"]["body"]["data"][0]["embedding"],
+                                       online.json()["data"][0]["embedding"], atol=1e-6)
+        online = c.post("/v1/embeddings", json={"model": "clip", "input": [inputs[3]]})
+        assert err["3"]["response"]["status_code"] == online.status_code == 400, (err, online.text)
