@@ -151,6 +151,7 @@ def _fuse(fp32: Path, out: Path, module: Any, wrapper: Any, sample: tuple[Any, A
         out.parent.mkdir(parents=True, exist_ok=True)
         fused.save_model_to_file(str(out), use_external_data_format=True)
         stats = {k: v for k, v in fused.get_fused_operator_statistics().items() if v}
+        del fused  # the optimizer's in-memory copy of the weights (GBs for a large model) before the session's
         ort = require_onnxruntime()
         session = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
         ids, mask = sample
