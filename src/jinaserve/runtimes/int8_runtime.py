@@ -145,6 +145,9 @@ def _fuse(fp32: Path, out: Path, module: Any, wrapper: Any, sample: tuple[Any, A
 
     options = FusionOptions("bert")
     options.use_raw_attention_mask(True)  # the 2-D mask as given: no assumption about the padding side
+    # The optimizer's symbolic shape inference copies the model several times (XLM-R large-like, 1.2 GB of
+    # weights: peak 10.9 GB with it, 6.7 GB without); the fusions found are the same without it.
+    options.enable_shape_inference = False
     try:
         fused = optimize_model(str(fp32), model_type="bert", num_heads=int(config.num_attention_heads),
                                hidden_size=int(config.hidden_size), optimization_options=options)
