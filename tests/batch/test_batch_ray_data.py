@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from helpers import free_port
+from helpers import free_ports
 
 pytest.importorskip("ray.data", reason="Ray Data is in the `ray-data` and `dev` extras")
 
@@ -27,12 +27,12 @@ RAY_ENV = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "HF_HUB_OFFLINE": "1",
 
 
 def _ray_head(tmp: Path):
-    port = free_port()
-    ports = {name: free_port() for name in ("--node-manager-port", "--object-manager-port",
-                                            "--ray-client-server-port", "--dashboard-agent-listen-port",
-                                            "--dashboard-agent-grpc-port", "--runtime-env-agent-port",
-                                            "--metrics-export-port")}
-    workers = ",".join(str(free_port()) for _ in range(16))
+    names = ("--node-manager-port", "--object-manager-port", "--ray-client-server-port",
+             "--dashboard-agent-listen-port", "--dashboard-agent-grpc-port", "--runtime-env-agent-port",
+             "--metrics-export-port")
+    port, *chosen = free_ports(1 + len(names) + 16)  # distinct: Ray refuses a port given to two components
+    ports = dict(zip(names, chosen, strict=False))
+    workers = ",".join(str(p) for p in chosen[len(names):])
     cmd = [str(Path(sys.executable).parent / "ray"), "start", "--head", "--block", "--port", str(port),
            "--node-ip-address", "127.0.0.1", "--num-cpus", "2", "--include-dashboard", "false",
            "--temp-dir", str(tmp), "--worker-port-list", workers]
