@@ -6,20 +6,18 @@ import sys
 from pathlib import Path
 
 import pytest
-import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
 
 from v3_builders import TinyV3, build_hf_checkpoint, build_remote_checkpoint
 
+from helpers import torch_threads
+
 
 @pytest.fixture(autouse=True, scope="module")
 def _one_thread():
-    """Tiny models: one intra-op thread is fastest, and the test machine is shared (restored afterwards)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+    with torch_threads(1):  # tiny models: one thread is fastest, and the machine is shared
+        yield
 
 
 @pytest.fixture(scope="session")

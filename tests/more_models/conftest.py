@@ -8,7 +8,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
 
@@ -22,15 +21,13 @@ from mm_builders import (
     load_service,
 )
 
-from helpers import RunningServer, server_in_thread
+from helpers import RunningServer, server_in_thread, torch_threads
 
 
 @pytest.fixture(autouse=True, scope="module")
 def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+    with torch_threads(1):  # tiny models: one thread is fastest, and the machine is shared
+        yield
 
 
 @pytest.fixture(scope="session")
