@@ -5,7 +5,6 @@ written out op by op. None of them calls jinaserve code."""
 from __future__ import annotations
 
 import json
-import math
 from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
@@ -14,6 +13,8 @@ import numpy as np
 import torch
 from safetensors.torch import load_file
 from tokenizers import Tokenizer
+
+from jinabert_ref import jinabert_hidden
 
 WRAPPER_KEYS = ("auto_map", "model_type", "architectures", "task_names", "transformers_version")
 
@@ -67,54 +68,11 @@ def unit(v: np.ndarray) -> np.ndarray:
 
 
 # --------------------------------------------------------------------------------- JinaBERT by hand
-def _ln(x: torch.Tensor, sd: dict, name: str, eps: float = 1e-12) -> torch.Tensor:
-    mu = x.mean(-1, keepdim=True)
-    var = ((x - mu) ** 2).mean(-1, keepdim=True)
-    return (x - mu) / torch.sqrt(var + eps) * sd[f"{name}.weight"] + sd[f"{name}.bias"]
-
-
-def _lin(x: torch.Tensor, sd: dict, name: str) -> torch.Tensor:
-    y = x @ sd[f"{name}.weight"].T
-    return y + sd[f"{name}.bias"] if f"{name}.bias" in sd else y
-
-
-def _gelu(x: torch.Tensor) -> torch.Tensor:
-    return 0.5 * x * (1 + torch.erf(x / math.sqrt(2)))
-
-
 def jinabert_mean_vector(folder: Path, ids: list[int], *, heads: int, qk_post_norm: bool) -> np.ndarray:
-    """One sequence, no padding: embeddings → layers with ALiBi (slopes 2^(-8k/heads) for a power of two
-    head count) → mean over tokens → unit length. Float64 throughout."""
-    sd = {k.removeprefix("bert."): v.double() for k, v in load_file(str(folder / "model.safetensors")).items()}
-    n = len(ids)
-    x = sd["embeddings.word_embeddings.weight"][ids] + sd["embeddings.token_type_embeddings.weight"][0]
-    x = _ln(x, sd, "embeddings.LayerNorm")
-    hidden = x.shape[-1]
-    d = hidden // heads
-    slopes = torch.tensor([2 ** (-8 * (k + 1) / heads) for k in range(heads)], dtype=torch.float64)
-    dist = (torch.arange(n)[None, :] - torch.arange(n)[:, None]).abs().double()
-    bias = -slopes[:, None, None] * dist
-    layer = 0
-    while f"encoder.layer.{layer}.attention.self.query.weight" in sd:
-        p = f"encoder.layer.{layer}"
-        q, k, v = (_lin(x, sd, f"{p}.attention.self.{m}") for m in ("query", "key", "value"))
-        if qk_post_norm:
-            q, k = _ln(q, sd, f"{p}.attention.self.layer_norm_q"), _ln(k, sd, f"{p}.attention.self.layer_norm_k")
-        q, k, v = (t.view(n, heads, d).transpose(0, 1) for t in (q, k, v))
-        probs = torch.softmax(q @ k.transpose(1, 2) / math.sqrt(d) + bias, dim=-1)
-        ctx = (probs @ v).transpose(0, 1).reshape(n, hidden)
-        a = _ln(_lin(ctx, sd, f"{p}.attention.output.dense") + x, sd, f"{p}.attention.output.LayerNorm")
-        if qk_post_norm:
-            y = _ln(x + a, sd, f"{p}.layer_norm_1")
-            u = _lin(y, sd, f"{p}.mlp.up_gated_layer")
-            half = u.shape[-1] // 2
-            x = _ln(y + _lin(u[:, :half] * _gelu(u[:, half:]), sd, f"{p}.mlp.down_layer"), sd, f"{p}.layer_norm_2")
-        else:
-            g = _lin(a, sd, f"{p}.mlp.gated_layers")
-            half = g.shape[-1] // 2
-            x = _ln(_lin(_gelu(g[:, :half]) * g[:, half:], sd, f"{p}.mlp.wo") + a, sd, f"{p}.mlp.layernorm")
-        layer += 1
-    return unit(x.mean(0).numpy())
+    """One sequence, no padding: the float64 JinaBERT forward (tests/jinabert_ref.py) → mean over tokens → unit
+    length."""
+    sd = {k.removeprefix("bert."): v for k, v in load_file(str(folder / "model.safetensors")).items()}
+    return unit(jinabert_hidden(sd, ids, heads=heads, qk_post_norm=qk_post_norm).mean(0).numpy())
 
 
 # --------------------------------------------------------------------------------- services

@@ -1,5 +1,5 @@
 """Independent float64 references, written op by op from the published modeling code (none calls jinaserve):
-JinaBERT hidden states (ALiBi, GLU), the EVA02 vision tower (2-D RoPE on every patch token, sub-LN, SwiGLU,
+JinaBERT hidden states (tests/jinabert_ref.py), the EVA02 vision tower (2-D RoPE on every patch token, sub-LN, SwiGLU,
 CLS after the final norm), and the CLIP image preprocessing."""
 
 from __future__ import annotations
@@ -9,50 +9,8 @@ import math
 import numpy as np
 import torch
 
-
-def _ln(x: torch.Tensor, sd: dict, name: str, eps: float) -> torch.Tensor:
-    mu = x.mean(-1, keepdim=True)
-    var = ((x - mu) ** 2).mean(-1, keepdim=True)
-    return (x - mu) / torch.sqrt(var + eps) * sd[f"{name}.weight"] + sd[f"{name}.bias"]
-
-
-def _lin(x: torch.Tensor, sd: dict, name: str) -> torch.Tensor:
-    y = x @ sd[f"{name}.weight"].T
-    return y + sd[f"{name}.bias"] if f"{name}.bias" in sd else y
-
-
-def _gelu(x: torch.Tensor) -> torch.Tensor:
-    return 0.5 * x * (1 + torch.erf(x / math.sqrt(2)))
-
-
-def jinabert_hidden(sd: dict[str, torch.Tensor], ids: list[int], *, heads: int, types: list[int] | None = None,
-                    attend: list[int] | None = None) -> torch.Tensor:
-    """Last hidden states (n, H) of one sequence; `attend` = 0 masks a key out of every attention row."""
-    sd = {k: v.double() for k, v in sd.items()}
-    n = len(ids)
-    x = sd["embeddings.word_embeddings.weight"][ids] + sd["embeddings.token_type_embeddings.weight"][types or [0] * n]
-    x = _ln(x, sd, "embeddings.LayerNorm", 1e-12)
-    h = x.shape[-1]
-    d = h // heads
-    slopes = torch.tensor([2 ** (-8 * (k + 1) / heads) for k in range(heads)], dtype=torch.float64)
-    dist = (torch.arange(n)[None, :] - torch.arange(n)[:, None]).abs().double()
-    bias = -slopes[:, None, None] * dist
-    if attend is not None:
-        bias = bias + torch.tensor([0.0 if a else -1e30 for a in attend], dtype=torch.float64)[None, None, :]
-    i = 0
-    while f"encoder.layer.{i}.attention.self.query.weight" in sd:
-        p = f"encoder.layer.{i}"
-        q, k, v = (_lin(x, sd, f"{p}.attention.self.{m}").view(n, heads, d).transpose(0, 1)
-                   for m in ("query", "key", "value"))
-        probs = torch.softmax(q @ k.transpose(1, 2) / math.sqrt(d) + bias, dim=-1)
-        ctx = (probs @ v).transpose(0, 1).reshape(n, h)
-        a = _ln(_lin(ctx, sd, f"{p}.attention.output.dense") + x, sd, f"{p}.attention.output.LayerNorm", 1e-12)
-        gated = _lin(a, sd, f"{p}.mlp.gated_layers")
-        inter = gated.shape[-1] // 2
-        x = _ln(_lin(_gelu(gated[:, :inter]) * gated[:, inter:], sd, f"{p}.mlp.wo") + a, sd, f"{p}.mlp.layernorm",
-                1e-12)
-        i += 1
-    return x
+from jinabert_ref import layer_norm as _ln
+from jinabert_ref import linear as _lin
 
 
 def eva_image_vector(sd: dict[str, torch.Tensor], cfg: dict, pixels: np.ndarray) -> np.ndarray:

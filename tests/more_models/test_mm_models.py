@@ -14,10 +14,11 @@ import numpy as np
 import pytest
 import torch
 from mm_builders import CLIP_V2_PREFIX, TEXT_H, VIS, load_service
-from mm_refs import clip_preprocess, eva_image_vector, jinabert_hidden, unit
+from mm_refs import clip_preprocess, eva_image_vector, unit
 from PIL import Image
 from safetensors.torch import load_file
 
+from jinabert_ref import jinabert_hidden
 from jinaserve.jobs import EmbedInput, EmbedOptions, RerankDocument, RerankJob
 
 COS = 0.9999
